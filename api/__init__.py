@@ -1,0 +1,1 @@
+"""HTTP front door: Flask application factory, blueprints, streaming request parsing."""

@@ -1,0 +1,1 @@
+"""The approved GLM: cleaning, one scikit-learn Pipeline, training, scoring, synthetic data."""

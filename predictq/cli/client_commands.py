@@ -1,0 +1,7 @@
+"""`predictq` subcommands: client."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

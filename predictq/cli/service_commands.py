@@ -1,0 +1,7 @@
+"""`predictq` subcommands: service."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,97 @@
+"""Configuration read from the environment, in one place (see the README's configuration table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name)
+    return default if raw is None or raw.strip() == "" else raw.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service. Build with `Settings.from_env()`; override in tests with `replace`."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "pq"
+    queue_name: str = "predictq"
+    model_path: str = ""  # empty: the approved model shipped in model/data
+    chunk_rows: int = 25_000
+    job_ttl_seconds: int = 24 * 3600
+    max_sync_rows: int = 10_000
+    max_upload_bytes: int = 4 * 1024**3
+    task_soft_time_limit: int = 120
+    task_time_limit: int = 180
+    max_chunk_attempts: int = 3
+    reaper_interval_seconds: int = 30
+    stuck_job_seconds: int = 900
+    max_queued_rows: int = 50_000_000
+    api_keys: str = ""  # "key:tenant,key2:tenant2" (plain keys; hashed on load)
+    api_keys_file: str = ""
+    auth_mode: str = "required"  # required | disabled
+    rate_limit_submit: str = "60/minute"
+    rate_limit_poll: str = "1200/minute"
+    rate_limit_predict: str = "6000/minute"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every `PREDICTQ_*` variable (and `REDIS_URL`), falling back to the defaults above."""
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            redis_url=_str(env, "REDIS_URL", d.redis_url),
+            key_prefix=_str(env, "PREDICTQ_KEY_PREFIX", d.key_prefix),
+            queue_name=_str(env, "PREDICTQ_QUEUE", d.queue_name),
+            model_path=_str(env, "PREDICTQ_MODEL_PATH", d.model_path),
+            chunk_rows=_int(env, "PREDICTQ_CHUNK_ROWS", d.chunk_rows, minimum=1),
+            job_ttl_seconds=_int(env, "PREDICTQ_JOB_TTL_SECONDS", d.job_ttl_seconds, minimum=1),
+            max_sync_rows=_int(env, "PREDICTQ_MAX_SYNC_ROWS", d.max_sync_rows, minimum=1),
+            max_upload_bytes=_int(env, "PREDICTQ_MAX_UPLOAD_BYTES", d.max_upload_bytes, minimum=1),
+            task_soft_time_limit=_int(env, "PREDICTQ_TASK_SOFT_TIME_LIMIT", d.task_soft_time_limit, 1),
+            task_time_limit=_int(env, "PREDICTQ_TASK_TIME_LIMIT", d.task_time_limit, minimum=1),
+            max_chunk_attempts=_int(env, "PREDICTQ_MAX_CHUNK_ATTEMPTS", d.max_chunk_attempts, minimum=1),
+            reaper_interval_seconds=_int(env, "PREDICTQ_REAPER_INTERVAL_SECONDS", d.reaper_interval_seconds, 1),
+            stuck_job_seconds=_int(env, "PREDICTQ_STUCK_JOB_SECONDS", d.stuck_job_seconds, minimum=1),
+            max_queued_rows=_int(env, "PREDICTQ_MAX_QUEUED_ROWS", d.max_queued_rows, minimum=1),
+            api_keys=env.get("PREDICTQ_API_KEYS", d.api_keys),
+            api_keys_file=_str(env, "PREDICTQ_API_KEYS_FILE", d.api_keys_file),
+            auth_mode=_str(env, "PREDICTQ_AUTH", d.auth_mode),
+            rate_limit_submit=_str(env, "PREDICTQ_RATE_LIMIT_SUBMIT", d.rate_limit_submit),
+            rate_limit_poll=_str(env, "PREDICTQ_RATE_LIMIT_POLL", d.rate_limit_poll),
+            rate_limit_predict=_str(env, "PREDICTQ_RATE_LIMIT_PREDICT", d.rate_limit_predict),
+        ).validated()
+
+    def validated(self) -> Settings:
+        """Fail fast on combinations that cannot work."""
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise SettingsError("PREDICTQ_TASK_SOFT_TIME_LIMIT must be below PREDICTQ_TASK_TIME_LIMIT")
+        if self.auth_mode not in {"required", "disabled"}:
+            raise SettingsError(f"PREDICTQ_AUTH must be 'required' or 'disabled', got {self.auth_mode!r}")
+        return self
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Broker redelivery delay for unacknowledged tasks: always above the hard time limit."""
+        return self.task_time_limit + 60
+

@@ -1,0 +1,16 @@
+"""The private Redis used by `predictq up` and the integration suite really starts and stops."""
+
+from __future__ import annotations
+
+from predictq.localredis import PrivateRedis, redis_answers, redis_server_binary
+
+
+def test_binary_is_found() -> None:
+    assert redis_server_binary().endswith("redis-server")
+
+
+def test_private_server_starts_answers_and_stops() -> None:
+    with PrivateRedis() as server:
+        assert redis_answers(server.url)
+        url = server.url
+    assert not redis_answers(url)

@@ -1,0 +1,1 @@
+"""Celery app, chunk tasks and the Redis job store. Never imports Flask."""
