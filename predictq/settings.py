@@ -53,6 +53,11 @@ class Settings:
     rate_limit_submit: str = "60/minute"
     rate_limit_poll: str = "1200/minute"
     rate_limit_predict: str = "6000/minute"
+    worker_concurrency: int = 2  # prefork processes per `predictq worker`
+    api_port: int = 1313
+    api_workers: int = 2  # gunicorn worker processes
+    api_threads: int = 4  # threads per gunicorn worker (gthread)
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +85,11 @@ class Settings:
             rate_limit_submit=_str(env, "PREDICTQ_RATE_LIMIT_SUBMIT", d.rate_limit_submit),
             rate_limit_poll=_str(env, "PREDICTQ_RATE_LIMIT_POLL", d.rate_limit_poll),
             rate_limit_predict=_str(env, "PREDICTQ_RATE_LIMIT_PREDICT", d.rate_limit_predict),
+            worker_concurrency=_int(env, "PREDICTQ_WORKER_CONCURRENCY", d.worker_concurrency, minimum=1),
+            api_port=_int(env, "PREDICTQ_PORT", d.api_port, minimum=1),
+            api_workers=_int(env, "PREDICTQ_API_WORKERS", d.api_workers, minimum=1),
+            api_threads=_int(env, "PREDICTQ_API_THREADS", d.api_threads, minimum=1),
+            log_level=_str(env, "PREDICTQ_LOG_LEVEL", d.log_level).lower(),
         ).validated()
 
     def validated(self) -> Settings:
