@@ -1,0 +1,49 @@
+# syntax=docker/dockerfile:1
+# One image, two roles: `serve` (the API under gunicorn, the default) and `worker` (Celery).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- build: a virtual environment with the dependencies, then the project, then a model check ----
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+
+# Dependencies first, from pyproject.toml and constraints.txt only, so code edits reuse this layer.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && python -m pip install --constraint constraints.txt --requirement /tmp/requirements.txt
+
+COPY README.md ./
+COPY predictq ./predictq
+COPY api ./api
+COPY worker ./worker
+COPY model ./model
+RUN python -m pip install --no-deps --constraint constraints.txt . \
+    && rm -rf /src/build
+
+# Fail the build if the shipped model artifact does not load and match its recorded checksum.
+RUN python -m predictq.healthcheck model
+
+# ---- runtime: the virtual environment only, run as an unprivileged user ----
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PREDICTQ_ROLE=api \
+    PREDICTQ_PORT=1313
+RUN groupadd --system --gid 10001 predictq \
+    && useradd --system --uid 10001 --gid predictq --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin predictq
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /tmp
+USER 10001:10001
+EXPOSE 1313
+# The probe follows PREDICTQ_ROLE: /healthz for the api, a Celery ping for the worker.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "predictq.healthcheck"]
+ENTRYPOINT ["predictq"]
+CMD ["serve"]
