@@ -53,6 +53,7 @@ class Settings:
     rate_limit_submit: str = "60/minute"
     rate_limit_poll: str = "1200/minute"
     rate_limit_predict: str = "6000/minute"
+    upload_idle_seconds: int = 300  # an unsealed upload silent this long is failed by the reaper
     worker_concurrency: int = 2  # prefork processes per `predictq worker`
     api_port: int = 1313
     api_workers: int = 2  # gunicorn worker processes
@@ -85,6 +86,7 @@ class Settings:
             rate_limit_submit=_str(env, "PREDICTQ_RATE_LIMIT_SUBMIT", d.rate_limit_submit),
             rate_limit_poll=_str(env, "PREDICTQ_RATE_LIMIT_POLL", d.rate_limit_poll),
             rate_limit_predict=_str(env, "PREDICTQ_RATE_LIMIT_PREDICT", d.rate_limit_predict),
+            upload_idle_seconds=_int(env, "PREDICTQ_UPLOAD_IDLE_SECONDS", d.upload_idle_seconds, minimum=1),
             worker_concurrency=_int(env, "PREDICTQ_WORKER_CONCURRENCY", d.worker_concurrency, minimum=1),
             api_port=_int(env, "PREDICTQ_PORT", d.api_port, minimum=1),
             api_workers=_int(env, "PREDICTQ_API_WORKERS", d.api_workers, minimum=1),
