@@ -1,0 +1,146 @@
+"""Vectorized cleaning of raw input columns: numbers, money, percents and categorical levels.
+
+Every function takes one column as it arrived (pyarrow array, pandas Series, numpy array or Python list, its
+values numbers, strings, nulls or garbage) and returns typed numpy arrays plus a mask of rows that cannot be
+read. A fast path handles clean columns with one pyarrow cast; mixed-type columns take a slower, still
+vectorized path. Nothing here loops over rows in Python except to word the messages of rows already failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# '$6,882.34', '$-5,032.58', '-$5.00', '6,882.34' and the accounting form '($5,032.58)'; plain numbers
+# ('1e3', '-1.018506') do not match and go straight to the number cast.
+_MONEY_RE = r"^(?:\(\$?[0-9][0-9,]*(?:\.[0-9]*)?\)|-?\$?-?[0-9][0-9,]*(?:\.[0-9]*)?)$"
+_MISSING_STRINGS = pa.array(["", "nan", "null", "none", "na", "n/a"])
+_FLOAT = pa.float64()
+
+_NUMBER_TYPES = (float, int, np.float64, np.float32, np.int64, np.int32)
+
+Column = pa.Array | np.ndarray
+
+
+def as_column(values: Any) -> Column:
+    """One input column as a pyarrow array, or as a numpy object array when its Python types are mixed."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
+        return pd.Series(values, dtype=object).to_numpy()
+
+
+def value_at(column: Column, position: int) -> Any:
+    """The raw Python value at one position, for error messages."""
+    return column[position].as_py() if isinstance(column, pa.Array) else column[position]
+
+
+def _mask(array: pa.Array) -> np.ndarray:
+    """A boolean pyarrow array as a numpy mask, nulls counted False."""
+    return pc.fill_null(array, False).to_numpy(zero_copy_only=False)
+
+
+def _floats(array: pa.Array) -> np.ndarray:
+    """A numeric pyarrow array as float64 with nulls as NaN."""
+    return pc.cast(array, _FLOAT).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def _blank(text: pa.Array) -> np.ndarray:
+    """Which trimmed strings mean missing: null, empty, or a spelled-out NaN/null."""
+    return _mask(pc.or_kleene(pc.is_null(text), pc.is_in(pc.utf8_lower(text), value_set=_MISSING_STRINGS)))
+
+
+def _strings_to_floats(text: pa.Array, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse trimmed strings as numbers of the given kind; returns values (NaN missing) and the bad mask."""
+    missing = _blank(text)
+    if kind == "money":
+        is_money = pc.match_substring_regex(text, _MONEY_RE)
+        dropped = pc.replace_substring_regex(text, r"[$,)]", "")
+        text = pc.if_else(is_money, pc.replace_substring(dropped, "(", "-"), text)
+    elif kind == "percent":
+        text = pc.replace_substring_regex(text, r"%$", "")
+    text = pc.if_else(pa.array(missing), pa.scalar(None, text.type), text)
+    try:
+        values = _floats(text)
+    except pa.ArrowInvalid:
+        # Slow path: some string is not a number; coerce and flag what did not parse.
+        values = pd.to_numeric(text.to_numpy(zero_copy_only=False), errors="coerce").astype(np.float64)
+    bad = ~missing & ~np.isfinite(values)
+    return np.where(missing, np.nan, values), bad
+
+
+def _object_to_floats(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mixed Python types: numbers pass, strings are parsed, None/NaN are missing, anything else is bad."""
+    types = np.frompyfunc(type, 1, 1)(values)
+    missing = pd.isna(values)
+    is_number = pd.Series(types).isin(_NUMBER_TYPES).to_numpy() & ~missing
+    is_text = np.equal(types, str)
+    out = np.full(len(values), np.nan)
+    bad = ~(missing | is_number | is_text)
+    out[is_number] = values[is_number].astype(np.float64)
+    bad[is_number] = ~np.isfinite(out[is_number])
+    if is_text.any():
+        parsed, text_bad = _strings_to_floats(pc.utf8_trim_whitespace(pa.array(values[is_text], pa.string())), kind)
+        out[is_text] = parsed
+        bad[is_text] = text_bad
+    return out, bad
+
+
+def parse_numeric(values: Any, kind: str = "number") -> tuple[np.ndarray, np.ndarray]:
+    """One numeric column to float64 (NaN = missing) and a mask of unreadable rows; kind: number/money/percent."""
+    column = as_column(values)
+    if isinstance(column, np.ndarray):
+        return _object_to_floats(column, kind)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    kind_of = column.type
+    if pa.types.is_floating(kind_of) or pa.types.is_integer(kind_of) or pa.types.is_decimal(kind_of):
+        out = _floats(column)
+        return out, np.isinf(out)
+    if pa.types.is_null(kind_of):
+        return np.full(len(column), np.nan), np.zeros(len(column), dtype=bool)
+    if pa.types.is_string(kind_of) or pa.types.is_large_string(kind_of) or pa.types.is_string_view(kind_of):
+        return _strings_to_floats(pc.utf8_trim_whitespace(column), kind)
+    # Booleans, lists, structs: no number there, unless the value is null.
+    return np.full(len(column), np.nan), ~pc.is_null(column).to_numpy(zero_copy_only=False)
+
+
+def encode_levels(values: Any, levels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One categorical column to float level codes (index into `levels`, NaN = missing) and the bad mask.
+
+    Exact matches take one lookup; others are retried trimmed and case-folded, so ' Monday' is 'monday'.
+    """
+    column = as_column(values)
+    if isinstance(column, np.ndarray):
+        types = np.frompyfunc(type, 1, 1)(column)
+        is_text = np.equal(types, str)
+        codes = np.full(len(column), np.nan)
+        bad = ~(pd.isna(column) | is_text)
+        if is_text.any():
+            codes[is_text], bad[is_text] = encode_levels(pa.array(column[is_text], pa.string()), levels)
+        return codes, bad
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_null(column.type):
+        return np.full(len(column), np.nan), np.zeros(len(column), dtype=bool)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return np.full(len(column), np.nan), ~pc.is_null(column).to_numpy(zero_copy_only=False)
+    level_set = pa.array(list(levels), pa.string())
+    index = pc.index_in(column, value_set=level_set)
+    if index.null_count > column.null_count:
+        folded = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+        index = pc.coalesce(index, pc.index_in(folded, value_set=pc.utf8_lower(level_set)))
+        missing = _blank(folded)
+    else:
+        missing = pc.is_null(column).to_numpy(zero_copy_only=False)
+    codes = _floats(index)
+    return codes, np.isnan(codes) & ~missing

@@ -1,0 +1,148 @@
+"""The Python scoring API: `load_scorer(path)` and `Scorer.score_frame` / `Scorer.score_records`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.special import expit
+
+from model.artifact import Artifact, load_artifact
+from model.errors import RowError
+from model.pipeline import Frame, build_pipeline
+from model.schema import ROW_COLUMN
+
+OUTCOME, PHAT = "business_outcome", "phat"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores of the valid rows of one batch, in input order, and the errors of the others."""
+
+    rows: np.ndarray
+    phat: np.ndarray
+    business_outcome: np.ndarray
+    inputs: np.ndarray  # the model inputs as fed to the GLM, columns in `feature_names` (sorted) order
+    feature_names: tuple[str, ...]
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def output_columns(self) -> list[str]:
+        """`business_outcome`, `phat` and the model inputs, in Python-sorted order."""
+        return sorted([OUTCOME, PHAT, *self.feature_names])
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """Every output column by name, in output order."""
+        named = {OUTCOME: self.business_outcome, PHAT: self.phat}
+        named |= {name: self.inputs[:, j] for j, name in enumerate(self.feature_names)}
+        return {name: named[name] for name in self.output_columns}
+
+    @cached_property
+    def outputs(self) -> pd.DataFrame:
+        """One row per scored input row, indexed by its row number, columns in sorted order."""
+        return pd.DataFrame(self._columns(), index=pd.Index(self.rows, name=ROW_COLUMN))
+
+    def to_arrow(self) -> pa.Table:
+        """The outputs as a pyarrow Table with a leading int64 `row` column."""
+        columns = {ROW_COLUMN: self.rows, **self._columns()}
+        return pa.table({name: pa.array(values) for name, values in columns.items()})
+
+    def to_records(self, include_row: bool = False) -> list[dict[str, Any]]:
+        """Sorted-key dicts of plain Python ints and floats, in input order (orjson-ready)."""
+        columns = self._columns()
+        if include_row:
+            columns = dict(sorted({ROW_COLUMN: self.rows, **columns}.items()))
+        keys = list(columns)
+        matrix = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()]).tolist()
+        records = [dict(zip(keys, values, strict=True)) for values in matrix]
+        # ints where the value is an int: two columns, set by column rather than per value.
+        int_keys = [k for k in (OUTCOME, ROW_COLUMN) if k in columns]
+        for key, values in ((k, columns[k].tolist()) for k in int_keys):
+            for record, value in zip(records, values, strict=True):
+                record[key] = value
+        return records
+
+
+class Scorer:
+    """A loaded model: cleans, encodes and scores batches with the one Pipeline built from its artifact."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.pipeline = build_pipeline(artifact.params)
+        self._clean = self.pipeline.named_steps["clean"]
+        self._transforms = [step for _, step in self.pipeline.steps[1:-1]]
+        self._glm = self.pipeline.named_steps["glm"]
+        features = artifact.params.features
+        self.feature_names = artifact.params.output_features
+        self._order = np.array([features.index(name) for name in self.feature_names], dtype=np.intp)
+
+    @property
+    def version(self) -> str:
+        """The artifact's version id."""
+        return self.artifact.version
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the artifact's parameters."""
+        return self.artifact.sha256
+
+    @property
+    def cutoff(self) -> float:
+        """phat at or above which business_outcome is 1."""
+        return self.artifact.params.cutoff
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """The raw columns the model reads."""
+        return self.artifact.params.required_columns
+
+    @property
+    def output_columns(self) -> list[str]:
+        """Output column names, Python-sorted."""
+        return sorted([OUTCOME, PHAT, *self.feature_names])
+
+    def score_frame(self, frame: Frame) -> ScoreResult:
+        """Score a DataFrame, pyarrow Table or column mapping; an int `row` column numbers the rows."""
+        names = frame.column_names if isinstance(frame, pa.Table) else list(frame.keys())
+        n = frame.num_rows if isinstance(frame, pa.Table) else len(frame[names[0]]) if names else 0
+        rows = (
+            np.asarray(frame[ROW_COLUMN], dtype=np.int64) if ROW_COLUMN in names else np.arange(n, dtype=np.int64)
+        )
+        return self._score(frame, rows, [])
+
+    def score_records(self, records: Sequence[Any]) -> ScoreResult:
+        """Score JSON-like records; a record that is not an object is a row error, absent keys are missing."""
+        is_object = np.fromiter((isinstance(r, Mapping) for r in records), dtype=bool, count=len(records))
+        positions = np.flatnonzero(is_object)
+        errors = [RowError(int(i), None, "record is not an object") for i in np.flatnonzero(~is_object)]
+        usable = records if len(positions) == len(records) else [records[i] for i in positions]
+        columns = {c: [r.get(c) for r in usable] for c in self.required_columns}
+        return self._score(columns, positions.astype(np.int64), errors)
+
+    def _score(self, frame: Frame, rows: np.ndarray, errors: list[RowError]) -> ScoreResult:
+        """Clean, transform the valid rows, apply the GLM and the cutoff."""
+        batch = self._clean.clean(frame, rows)
+        X = batch.values[batch.valid] if batch.errors else batch.values
+        for step in self._transforms:
+            X = step.transform(X)
+        phat = expit(self._glm.decision_function(X))
+        all_errors = sorted([*errors, *batch.errors], key=lambda e: e.row) if errors else batch.errors
+        return ScoreResult(
+            rows=rows[batch.valid] if batch.errors else rows,
+            phat=phat,
+            business_outcome=(phat >= self.cutoff).astype(np.int64),
+            inputs=X[:, self._order],
+            feature_names=self.feature_names,
+            errors=all_errors,
+        )
+
+
+def load_scorer(path: str | Path | None = None) -> Scorer:
+    """The Scorer of a verified artifact; None or '' loads the approved model shipped in model/data."""
+    return Scorer(load_artifact(path))
