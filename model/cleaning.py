@@ -51,7 +51,9 @@ def _mask(array: pa.Array) -> np.ndarray:
 
 def _floats(array: pa.Array) -> np.ndarray:
     """A numeric pyarrow array as float64 with nulls as NaN."""
-    return pc.cast(array, _FLOAT).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    if array.type != _FLOAT:
+        array = pc.cast(array, _FLOAT)
+    return array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
 def _blank(text: pa.Array) -> np.ndarray:
