@@ -1,0 +1,757 @@
+"""Streaming readers: CSV / NDJSON / JSON-array bodies from any binary stream into `pyarrow.Table` chunks.
+
+A reader holds at most about one chunk of kept columns plus one read block, whatever the size of the input.
+Only the requested columns (and an optional passthrough column) are kept; values are typed per chunk:
+a column whose values are all numbers becomes float64, otherwise strings (numbers mixed with strings become
+their exact text: the CSV text, or Python's shortest repr for JSON numbers); missing is null. Structurally
+impossible values (a list, object or boolean where a scalar belongs; a number that is not finite) make a
+`RowError` naming the column, and that record is dropped. Whole-body problems raise `ReadError`.
+NaN (JSON literal `NaN`, CSV `NaN`/`nan`) means missing; `Infinity`, `-Infinity` and numbers that overflow
+float64 (`1e400`) are row errors ("not a finite number").
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from model.errors import PredictqError, RowError
+
+FORMATS = ("csv", "ndjson", "json")
+READ_BLOCK = 1 << 20  # bytes per read from the client stream
+MAX_RECORD_BYTES = 1 << 20  # one CSV line, NDJSON line or JSON-array element may not exceed this
+ROW_COLUMN = "row"
+_BOM = codecs.BOM_UTF8
+_CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "-nan", "null", "NULL"]
+
+_CONTENT_TYPES = {
+    "application/json": "json",
+    "text/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/x-jsonlines": "ndjson",
+    "application/jsonlines": "ndjson",
+    "text/csv": "csv",
+    "application/csv": "csv",
+}
+_EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
+
+
+class ReadError(PredictqError):
+    """A body that cannot be read as a whole; `code` is stable, `line`/`column` are 1-based when known."""
+
+    def __init__(self, code: str, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.line = line
+        self.column = column
+
+    def as_dict(self) -> dict[str, Any]:
+        """The error as plain data, for an API error's `details`."""
+        return {"code": self.code, "message": self.message, "line": self.line, "column": self.column}
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Up to `chunk_rows` consecutive input records: the readable ones in `table`, the others in `errors`."""
+
+    table: pa.Table
+    errors: list[RowError]
+    first_row: int
+    rows: int
+
+
+class BinaryStream(Protocol):
+    """Anything with `read(n) -> bytes` (a file, a request body, a multipart part)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def format_from_content_type(content_type: str | None) -> str:
+    """Reader format for an HTTP Content-Type (parameters such as charset are ignored)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    try:
+        return _CONTENT_TYPES[media]
+    except KeyError:
+        supported = ", ".join(sorted(_CONTENT_TYPES))
+        raise ReadError(
+            "unsupported_media_type", f"unsupported content type {media!r}; use one of {supported}"
+        ) from None
+
+
+def format_from_path(path: str | Path) -> str:
+    """Reader/writer format for a file name by its extension (.csv .ndjson .jsonl .json)."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return _EXTENSIONS[suffix]
+    except KeyError:
+        raise ReadError(
+            "unsupported_format", f"cannot tell the format of {str(path)!r}: use .csv, .ndjson, .jsonl or .json"
+        ) from None
+
+
+def iter_chunks(
+    stream: BinaryStream,
+    fmt: str,
+    *,
+    columns: Sequence[str],
+    chunk_rows: int,
+    passthrough: str | None = None,
+    max_bytes: int | None = None,
+) -> Iterator[Chunk]:
+    """Yield the input as chunks of `chunk_rows` records (the last one shorter); see the module docstring."""
+    if fmt not in FORMATS:
+        raise ReadError("unsupported_format", f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    keep = list(dict.fromkeys([*columns, *([passthrough] if passthrough else [])]))
+    source = _Source(stream, max_bytes)
+    parse = {"csv": _csv_pieces, "ndjson": _ndjson_pieces, "json": _json_pieces}[fmt]
+    finish = _finish_strings if fmt == "csv" else _finish_values
+    yield from _assemble(parse(source, list(columns), keep), chunk_rows, keep, finish)
+
+
+# --- the byte source: size limit, BOM, UTF-8 check, line counting -------------------------------------
+
+
+class _Source:
+    """The client stream read in full blocks, checked for size and UTF-8 as it goes, BOM removed."""
+
+    def __init__(self, stream: BinaryStream, max_bytes: int | None) -> None:
+        self._stream = stream
+        self._max_bytes = max_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._started = False
+        self.offset = 0  # bytes handed out so far (after the BOM)
+        self.lines = 0  # newlines handed out so far
+        self.eof = False
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (fewer only at the end of the stream)."""
+        n = READ_BLOCK if n is None or n < 0 else n
+        parts: list[bytes] = []
+        got = 0
+        while got < n and not self.eof:
+            part = self._stream.read(n - got)
+            if not part:
+                self.eof = True
+                break
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
+        if not self._started:
+            self._started = True
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+            elif _BOM.startswith(data[:3]) and data and not self.eof:
+                data = self._complete_bom(data)
+        self._check(data)
+        return data
+
+    def _complete_bom(self, data: bytes) -> bytes:
+        """A first read shorter than the BOM: read on until it is decided."""
+        while len(data) < len(_BOM) and not self.eof:
+            more = self._stream.read(len(_BOM) - len(data))
+            if not more:
+                self.eof = True
+            data += more
+        return data[len(_BOM) :] if data.startswith(_BOM) else data
+
+    def _check(self, data: bytes) -> None:
+        """Enforce max_bytes and UTF-8 on the bytes about to be handed out; count their lines."""
+        if self._max_bytes is not None and self.offset + len(data) > self._max_bytes:
+            raise ReadError("too_large", f"the body is larger than the limit of {self._max_bytes} bytes")
+        pending = self._decoder.getstate()[0]
+        try:
+            self._decoder.decode(data, final=self.eof)
+        except UnicodeDecodeError as exc:
+            at = self.offset - len(pending) + exc.start
+            line = self.lines + 1 + data.count(b"\n", 0, max(0, exc.start - len(pending)))
+            raise ReadError("not_utf8", f"the body is not valid UTF-8 at byte offset {at}", line=line) from None
+        self.offset += len(data)
+        self.lines += data.count(b"\n")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Prefixed:
+    """A stream that first returns `head`, then the rest of `source` (used to hand pyarrow the CSV body)."""
+
+    def __init__(self, head: bytes, source: _Source) -> None:
+        self._head = head
+        self._source = source
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            data, self._head = self._head[:n], self._head[n:]
+            if len(data) < n:
+                data += self._source.read(n - len(data))
+            return data
+        return self._source.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# --- pieces and chunk assembly -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Piece:
+    """Consecutive records from a parser: kept rows' indices and raw values, failed rows, records consumed."""
+
+    rows: np.ndarray  # int64 record indices of the kept rows, increasing
+    values: dict[str, Any]  # column -> list of Python values or a pyarrow string array, aligned with rows
+    errors: list[RowError] = field(default_factory=list)
+    end: int = 0  # index one past the last record this piece covers
+
+
+_Finish = Callable[[dict[str, Any], np.ndarray, list[str]], tuple[pa.Table, list[RowError]]]
+
+
+def _assemble(pieces: Iterator[_Piece], chunk_rows: int, keep: list[str], finish: _Finish) -> Iterator[Chunk]:
+    """Cut the parsers' pieces at multiples of `chunk_rows` records and type each chunk's columns."""
+    held: list[_Piece] = []
+    start = 0  # first record of the chunk being filled
+    end = 0
+    for piece in pieces:
+        end = piece.end
+        while end >= start + chunk_rows:
+            boundary = start + chunk_rows
+            head, piece = _split(piece, boundary)
+            held.append(head)
+            yield _chunk(held, start, boundary, keep, finish)
+            held, start = [], boundary
+        held.append(piece)
+    if end > start:
+        yield _chunk(held, start, end, keep, finish)
+
+
+def _split(piece: _Piece, boundary: int) -> tuple[_Piece, _Piece]:
+    """The records of `piece` before `boundary`, and the rest."""
+    cut = int(np.searchsorted(piece.rows, boundary))
+    head = _Piece(piece.rows[:cut], {k: v[:cut] for k, v in piece.values.items()}, [], boundary)
+    tail = _Piece(piece.rows[cut:], {k: v[cut:] for k, v in piece.values.items()}, [], piece.end)
+    for error in piece.errors:
+        (head if error.row < boundary else tail).errors.append(error)
+    return head, tail
+
+
+def _chunk(pieces: list[_Piece], start: int, end: int, keep: list[str], finish: _Finish) -> Chunk:
+    """One chunk from the pieces covering records [start, end)."""
+    rows = np.concatenate([p.rows for p in pieces])
+    values = {c: _concat([p.values[c] for p in pieces]) for c in keep}
+    errors = [e for p in pieces for e in p.errors]
+    table, value_errors = finish(values, rows, keep)
+    errors = sorted(errors + value_errors, key=lambda e: e.row)
+    return Chunk(table=table, errors=errors, first_row=start, rows=end - start)
+
+
+def _concat(parts: list[Any]) -> Any:
+    """Join list parts or pyarrow array parts of one column."""
+    if isinstance(parts[0], list):
+        return [v for part in parts for v in part]
+    return pa.concat_arrays([p for part in parts for p in _chunks_of(part)])
+
+
+def _chunks_of(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(array.chunks) if isinstance(array, pa.ChunkedArray) else [array]
+
+
+# --- typing of a chunk's columns ---------------------------------------------------------------------
+
+
+def _finish_strings(values: dict[str, Any], rows: np.ndarray, present: list[str]) -> tuple[pa.Table, list[RowError]]:
+    """CSV columns arrive as text: a column whose every non-null cell parses as a number becomes float64."""
+    bad = np.zeros(len(rows), dtype=bool)
+    errors: list[RowError] = []
+    typed: dict[str, pa.Array] = {}
+    for name in present:
+        text = values[name]
+        try:
+            numbers = pc.cast(text, pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            typed[name] = text.cast(pa.string())
+            continue
+        typed[name], errors_here = _finite(numbers, rows, name, bad)
+        errors.extend(errors_here)
+    return _table(rows, typed, present, bad), errors
+
+
+def _finite(numbers: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
+    """NaN becomes null; an infinite value is a row error (marked in `bad`, first column per row wins)."""
+    data = numbers.to_numpy(zero_copy_only=False)  # nulls come back as NaN
+    infinite = np.isinf(data)
+    errors = [RowError(int(r), name, "not a finite number") for r in rows[infinite & ~bad]]
+    bad |= infinite
+    return pa.array(data, type=pa.float64(), mask=np.isnan(data)), errors
+
+
+def _finish_values(values: dict[str, Any], rows: np.ndarray, present: list[str]) -> tuple[pa.Table, list[RowError]]:
+    """JSON columns arrive as Python values: numbers-only columns become float64, mixed ones strings."""
+    bad = np.zeros(len(rows), dtype=bool)
+    errors: list[RowError] = []
+    typed: dict[str, pa.Array] = {}
+    for name in present:
+        column, errors_here = _type_values(values[name], rows, name, bad)
+        typed[name] = column
+        errors.extend(errors_here)
+    return _table(rows, typed, present, bad), errors
+
+
+def _type_values(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
+    """One column's Python values as float64 or strings, with row errors for values that cannot be scalars."""
+    try:
+        array = pa.array(items, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        array = None
+    if array is not None:
+        if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type):
+            return _finite(array.cast(pa.float64(), safe=False), rows, name, bad)
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            return array.cast(pa.string()), []
+    return _type_mixed(items, rows, name, bad)
+
+
+def _type_mixed(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
+    """The slow path for a column mixing kinds of value (only chunks holding such values pay for it)."""
+    errors: list[RowError] = []
+    cleaned: list[Any] = []
+    has_text = False
+    for i, item in enumerate(items):
+        problem = _scalar_problem(item)
+        if problem:
+            if not bad[i]:
+                errors.append(RowError(int(rows[i]), name, problem))
+                bad[i] = True
+            item = None
+        elif isinstance(item, float) and math.isnan(item):
+            item = None
+        has_text = has_text or isinstance(item, str)
+        cleaned.append(item)
+    if has_text:
+        texts = [v if v is None or isinstance(v, str) else repr(v) for v in cleaned]
+        return pa.array(texts, pa.string()), errors
+    return pa.array([None if v is None else float(v) for v in cleaned], pa.float64()), errors
+
+
+def _scalar_problem(item: Any) -> str | None:
+    """Why a JSON value cannot stand in a scalar column, or None if it can."""
+    if isinstance(item, bool):
+        return "a boolean where a number or text belongs"
+    if isinstance(item, dict):
+        return "an object where a number or text belongs"
+    if isinstance(item, list):
+        return "a list where a number or text belongs"
+    if isinstance(item, float | int) and not math.isfinite(_as_float(item)):
+        return "not a finite number"
+    return None
+
+
+def _as_float(number: float | int) -> float:
+    """The number as a float, infinite when it is beyond float64's range (Python's json reads huge ints)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf
+
+
+def _table(rows: np.ndarray, typed: dict[str, pa.Array], present: list[str], bad: np.ndarray) -> pa.Table:
+    """The chunk's table: `row` plus the kept columns, without the rows that had value errors."""
+    table = pa.table({ROW_COLUMN: pa.array(rows, pa.int64()), **{c: typed[c] for c in present}})
+    return table.filter(pa.array(~bad)) if bad.any() else table
+
+
+# --- CSV ---------------------------------------------------------------------------------------------
+
+
+def _csv_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterator[_Piece]:
+    """Parse CSV with pyarrow's streaming reader, every kept column as text, bad lines as row errors."""
+    head, names = _csv_header(source, required)
+    kept = [c for c in keep if c in names]
+    absent = [c for c in keep if c not in names]  # only the passthrough column can be absent: all null
+    bad: list[RowError] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        # pyarrow numbers records from 1 (header excluded) when the reader runs on one thread
+        message = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        bad.append(RowError(row.number - 1, None, message))
+        return "skip"
+
+    try:
+        reader = _open_csv(_Prefixed(head, source), names, kept, on_invalid)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV" in str(exc):
+            raise ReadError("empty", "the CSV body has a header but no records") from None
+        raise _csv_error(exc, source) from None
+    done = 0
+    seen_bad = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as exc:
+            raise _csv_error(exc, source) from None
+        good = batch.num_rows
+        pending = np.asarray([e.row for e in bad[seen_bad:]], dtype=np.int64)
+        # bad records interleaved with this batch's good ones: those before its (good+1)-th good record
+        n_bad = int(np.searchsorted(pending - np.arange(len(pending)), done + good, side="left"))
+        errors = bad[seen_bad : seen_bad + n_bad]
+        end = done + good + n_bad
+        rows = np.setdiff1d(np.arange(done, end, dtype=np.int64), pending[:n_bad], assume_unique=True)
+        seen_bad += n_bad
+        done = end
+        values = {c: batch.column(c) for c in kept} | {c: pa.nulls(good, pa.string()) for c in absent}
+        yield _Piece(rows, values, errors, end)
+    trailing = bad[seen_bad:]
+    if trailing:
+        done = trailing[-1].row + 1
+        yield _Piece(np.empty(0, np.int64), {c: pa.array([], pa.string()) for c in keep}, trailing, done)
+    if done == 0:
+        raise ReadError("empty", "the CSV body has a header but no records")
+
+
+def _open_csv(stream: _Prefixed, names: list[str], kept: list[str], on_invalid: Callable[[Any], str]) -> Any:
+    """pyarrow's streaming CSV reader over the body after its header, keeping `kept` as text."""
+    return pacsv.open_csv(
+        pa.PythonFile(stream, mode="r"),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=READ_BLOCK, use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=kept,
+            column_types={c: pa.string() for c in kept},
+            null_values=_CSV_NULLS,
+            strings_can_be_null=True,
+        ),
+    )
+
+
+def _csv_error(exc: pa.ArrowInvalid, source: _Source) -> ReadError:
+    """Translate a pyarrow parse failure into a ReadError."""
+    if "straddl" in str(exc):
+        return ReadError("line_too_long", f"a CSV record is longer than {READ_BLOCK} bytes", line=source.lines + 1)
+    return ReadError("malformed", f"the CSV body cannot be parsed: {exc}", line=source.lines + 1)
+
+
+def _csv_header(source: _Source, required: list[str]) -> tuple[bytes, list[str]]:
+    """Read up to the end of the header line; return the bytes after it and the column names."""
+    data = b""
+    while b"\n" not in data and not source.eof:
+        if len(data) > MAX_RECORD_BYTES:
+            raise ReadError("line_too_long", f"the CSV header is longer than {MAX_RECORD_BYTES} bytes", line=1)
+        data += source.read(READ_BLOCK)
+    line, _, rest = data.partition(b"\n")
+    text = line.decode("utf-8").rstrip("\r")
+    if not text.strip():
+        raise ReadError("empty", "the body is empty: no CSV header")
+    names = next(csv.reader([text]))
+    _check_names(names, required, text)
+    return rest, names
+
+
+def _check_names(names: list[str], required: list[str], header: str) -> None:
+    """Raise for duplicate or missing required columns, recognising a header split by ';' or tabs."""
+    duplicates = sorted(name for name, count in Counter(names).items() if name and count > 1)
+    if duplicates:
+        raise ReadError("duplicate_columns", f"the header repeats columns: {', '.join(duplicates)}", line=1)
+    missing = [c for c in required if c not in names]
+    if not missing:
+        return
+    for delimiter, label in ((";", "semicolon"), ("\t", "tab")):
+        if delimiter in header and not [c for c in required if c not in header.split(delimiter)]:
+            raise ReadError("delimiter", f"the CSV header looks {label}-separated; send comma-separated values", line=1)
+    raise ReadError("missing_columns", f"required columns missing from the header: {', '.join(missing)}", line=1)
+
+
+# --- NDJSON ------------------------------------------------------------------------------------------
+
+
+def _ndjson_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterator[_Piece]:
+    """Parse NDJSON a block of whole lines at a time; a bad line is a row error, blank lines are skipped."""
+    carry = b""
+    done = 0
+    line_no = 1  # line number of the first line of `carry`
+    checked = False
+    while not source.eof:
+        block = carry + source.read(READ_BLOCK)
+        cut = block.rfind(b"\n") + 1 if not source.eof else len(block)
+        carry = block[cut:]
+        if len(carry) > MAX_RECORD_BYTES:
+            raise ReadError(
+                "line_too_long",
+                f"an NDJSON line is longer than {MAX_RECORD_BYTES} bytes",
+                line=line_no + block.count(b"\n"),
+            )
+        lines = block[:cut].split(b"\n")
+        if lines and not lines[-1]:
+            lines.pop()
+        records, errors, rows = _parse_lines(lines, done)
+        if not checked and records:
+            _check_keys(records[0], required)
+            checked = True
+        done += len(rows) + len(errors)
+        line_no += block.count(b"\n", 0, cut)
+        yield _Piece(np.asarray(rows, dtype=np.int64), _columns_of(records, keep), errors, done)
+    if done == 0:
+        raise ReadError("empty", "the body has no NDJSON records")
+
+
+def _parse_lines(lines: list[bytes], first: int) -> tuple[list[dict], list[RowError], list[int]]:
+    """Parse whole lines: all at once when they are all objects, else line by line to find the bad ones."""
+    try:
+        records = [orjson.loads(line) for line in lines]
+        if all(type(r) is dict for r in records):
+            return records, [], list(range(first, first + len(records)))
+    except orjson.JSONDecodeError:
+        pass
+    records, errors, rows = [], [], []
+    index = first
+    for line in lines:
+        if not line.strip():
+            continue
+        record, problem = _parse_record(line)
+        if problem is None:
+            records.append(record)
+            rows.append(index)
+        else:
+            errors.append(RowError(index, None, problem))
+        index += 1
+    return records, errors, rows
+
+
+def _parse_record(text: bytes) -> tuple[dict | None, str | None]:
+    """One JSON record, or why it is unreadable; NaN/Infinity literals are understood (see module doc)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        value = _loads_python(text)
+        if value is None:
+            return None, f"not valid JSON: {exc.msg}"
+    if type(value) is not dict:
+        return None, "not a JSON object"
+    return value, None
+
+
+def _loads_python(text: bytes) -> Any:
+    """Python's parser for text orjson rejects: it also reads NaN, Infinity and 1e400 (None if it fails too)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _check_keys(record: dict, required: list[str]) -> None:
+    """The first readable record must carry every required column."""
+    missing = [c for c in required if c not in record]
+    if missing:
+        raise ReadError("missing_columns", f"required columns missing from the first record: {', '.join(missing)}")
+
+
+def _columns_of(records: list[dict], keep: list[str]) -> dict[str, list[Any]]:
+    """Column-wise values of the kept keys (None where a record lacks a key)."""
+    return {c: [r.get(c) for r in records] for c in keep}
+
+
+# --- JSON array ---------------------------------------------------------------------------------------
+
+
+def _json_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterator[_Piece]:
+    """Parse a JSON array (or a single object) without loading it whole: see `_JsonArray`."""
+    yield from _JsonArray(source, required, keep).pieces()
+
+
+_WS = b" \t\r\n"
+_AFTER_OBJECT = re.compile(rb"[ \t\r\n]*,")
+# a string (possibly cut short by the end of the buffer) or one structural character
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{},]', re.S)
+_CANDIDATES = 4  # boundaries tried from the end of a block before falling back to the exact scanner
+MAX_DEPTH = 512
+
+
+class _JsonArray:
+    """Streams a top-level JSON array: cut each block after a `}` followed by a comma, parse the cut at once.
+
+    A cut inside a string or inside a nested value cannot make `[` + cut + `]` valid JSON (the string or a
+    bracket stays open), so a successful parse proves the cut sat between two top-level elements; when no
+    candidate parses, a token scanner finds the true last top-level comma.
+    """
+
+    def __init__(self, source: _Source, required: list[str], keep: list[str]) -> None:
+        self.source = source
+        self.required = required
+        self.keep = keep
+        self.buf = b""
+        self.line = 1  # line number of buf[0]
+        self.column = 1  # 1-based character column of buf[0]
+        self.done = 0
+        self.checked = False
+
+    def pieces(self) -> Iterator[_Piece]:
+        """Pieces of consecutive elements, then the last ones with the closing bracket."""
+        first = self._first_token()
+        if first == b"{":
+            yield self._piece([self._loads(self._read_rest(), whole=True)])
+            return
+        if first != b"[":
+            raise self._malformed(0, "a JSON body must be an array of objects or one object")
+        self._advance(1)
+        while (values := self._next_values()) is not None:
+            yield self._piece(values)
+        rest = self._read_rest()
+        if self.done and rest.lstrip(_WS).startswith(b"]"):
+            raise self._malformed(0, "a comma before the closing bracket")
+        values = self._loads(b"[" + rest, whole=False)
+        if values:
+            yield self._piece(values)
+        if self.done == 0:
+            raise ReadError("empty", "the JSON array is empty")
+
+    def _first_token(self) -> bytes:
+        """The first non-blank byte of the body (raising `empty` when there is none)."""
+        while not self.buf.strip(_WS) and not self.source.eof:
+            self.buf += self.source.read(READ_BLOCK)
+        stripped = self.buf.lstrip(_WS)
+        if not stripped:
+            raise ReadError("empty", "the body is empty")
+        self._advance(len(self.buf) - len(stripped))
+        return stripped[:1]
+
+    def _next_values(self) -> list[Any] | None:
+        """The complete elements at the front of the buffer, or None when only the array's tail is left."""
+        while True:
+            if len(self.buf) < READ_BLOCK and not self.source.eof:
+                self.buf += self.source.read(READ_BLOCK)
+            for cut in self._candidates():
+                try:
+                    values = orjson.loads(b"[" + self.buf[: cut - 1] + b"]")
+                except orjson.JSONDecodeError:
+                    continue
+                self._advance(cut)
+                return values
+            cut, closed = self._scan()
+            if cut is not None:
+                values = self._loads(b"[" + self.buf[: cut - 1] + b"]", whole=False)
+                self._advance(cut)
+                return values
+            if closed or self.source.eof:
+                return None
+            if len(self.buf) > MAX_RECORD_BYTES:
+                raise self._too_long()
+            self.buf += self.source.read(READ_BLOCK)
+
+    def _candidates(self) -> Iterator[int]:
+        """Indices just past `},` (blanks allowed before the comma), from the end of the buffer."""
+        end = len(self.buf)
+        for _ in range(_CANDIDATES):
+            end = self.buf.rfind(b"}", 0, end)
+            while end >= 0 and not (match := _AFTER_OBJECT.match(self.buf, end + 1)):
+                end = self.buf.rfind(b"}", 0, end)
+            if end < 0:
+                return
+            yield match.end()
+
+    def _scan(self) -> tuple[int | None, bool]:
+        """Exact index past the last top-level comma in the buffer, and whether the array's `]` was seen."""
+        depth = 0
+        last = None
+        for token in _TOKEN.finditer(self.buf):
+            kind = token.group()[:1]
+            if kind in b"[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ReadError("too_deep", f"the JSON body nests deeper than {MAX_DEPTH} levels", line=self.line)
+            elif kind in b"]}":
+                depth -= 1
+                if depth < 0:
+                    return last, True
+            elif kind == b"," and depth == 0:
+                last = token.end()
+        return last, False
+
+    def _read_rest(self) -> bytes:
+        """The rest of the body, which holds at most one element plus the closing bracket."""
+        while not self.source.eof:
+            if len(self.buf) > MAX_RECORD_BYTES + READ_BLOCK:
+                raise self._too_long()
+            self.buf += self.source.read(READ_BLOCK)
+        return self.buf
+
+    def _loads(self, text: bytes, *, whole: bool) -> Any:
+        """Parse `text` (a body or `[` + part of buf), accepting NaN/Infinity/overflow; else `malformed`."""
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            value = _loads_python(text)
+            if value is None:
+                raise self._malformed(exc.pos - (0 if whole else 1), str(exc.msg)) from None
+        return value
+
+    def _piece(self, values: list[Any]) -> _Piece:
+        """A piece from parsed elements: objects are records, anything else a row error."""
+        records, rows, errors = [], [], []
+        for index, value in enumerate(values, start=self.done):
+            if type(value) is dict:
+                records.append(value)
+                rows.append(index)
+            else:
+                errors.append(RowError(index, None, "not a JSON object"))
+        if not self.checked and records:
+            _check_keys(records[0], self.required)
+            self.checked = True
+        self.done += len(values)
+        return _Piece(np.asarray(rows, dtype=np.int64), _columns_of(records, self.keep), errors, self.done)
+
+    def _advance(self, n: int) -> None:
+        """Drop the first `n` bytes of the buffer, keeping track of line and column."""
+        newlines = self.buf.count(b"\n", 0, n)
+        start = self.buf.rfind(b"\n", 0, n) + 1
+        width = len(self.buf[start:n].decode("utf-8", "replace"))
+        self.line += newlines
+        self.column = width + 1 if newlines else self.column + width
+        self.buf = self.buf[n:]
+
+    def _malformed(self, pos: int, reason: str) -> ReadError:
+        """A `malformed` (or `too_deep`) error at byte `pos` of the buffer, with its line and column."""
+        pos = max(0, min(pos, len(self.buf)))
+        newlines = self.buf.count(b"\n", 0, pos)
+        start = self.buf.rfind(b"\n", 0, pos) + 1
+        width = len(self.buf[start:pos].decode("utf-8", "replace"))
+        line = self.line + newlines
+        column = width + 1 if newlines else self.column + width
+        code = "too_deep" if "depth" in reason else "malformed"
+        return ReadError(code, f"the JSON body is malformed at line {line}, column {column}: {reason}", line, column)
+
+    def _too_long(self) -> ReadError:
+        return ReadError("line_too_long", f"a JSON element is longer than {MAX_RECORD_BYTES} bytes", line=self.line)
