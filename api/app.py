@@ -1,0 +1,53 @@
+"""The Flask application factory: settings, keys, services, error handlers, blueprints, rate limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_limiter.errors import RateLimitExceeded
+
+from api import jobs, ops, predict
+from api.auth import KeyRing
+from api.errors import register_error_handlers
+from api.limits import apply_shared_limit, build_limiter, rate_limited_response
+from api.metrics import api_metrics
+from api.services import EXTENSION_KEY, Services
+from predictq.settings import Settings
+
+POLL_ENDPOINTS = ("jobs.list_jobs", "jobs.get_job", "jobs.cancel_job", "jobs.get_results", "jobs.get_errors")
+
+
+def _count_response(response: Response) -> Response:
+    api_metrics().requests.labels(request.endpoint or "unmatched", str(response.status_code)).inc()
+    return response
+
+
+def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the API. `settings` default to the environment; `test_config` may carry Flask config plus
+    `SERVICES` (a dict of `scorer`, `redis`, `jobs` to use instead of the real ones) and
+    `RATELIMIT_STORAGE_URI` / `RATELIMIT_ENABLED`."""
+    settings = settings or Settings.from_env()
+    test_config = dict(test_config or {})
+    app = Flask(__name__)
+    app.config.from_mapping(
+        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_ENABLED=True,
+        # Keep key order as built (the contract sorts result keys itself).
+        JSON_SORT_KEYS=False,
+    )
+    overrides = test_config.pop("SERVICES", None)
+    app.config.update(test_config)
+    app.extensions[EXTENSION_KEY] = Services(settings, KeyRing.from_settings(settings), overrides)
+
+    register_error_handlers(app)
+    for blueprint in (predict.bp, jobs.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    app.after_request(_count_response)
+
+    limiter = build_limiter(app, settings, app.config["RATELIMIT_STORAGE_URI"], bool(app.config["RATELIMIT_ENABLED"]))
+    app.register_error_handler(RateLimitExceeded, rate_limited_response)
+    apply_shared_limit(app, limiter, settings.rate_limit_predict, "predict", ["predict.predict"])
+    apply_shared_limit(app, limiter, settings.rate_limit_submit, "submit", ["jobs.submit_job"])
+    apply_shared_limit(app, limiter, settings.rate_limit_poll, "poll", POLL_ENDPOINTS)
+    return app

@@ -1,0 +1,105 @@
+"""API keys and tenants: keys are configured in plain text, kept only as sha256 digests, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Request, g, request
+
+from api.errors import ApiError
+from predictq.settings import Settings, SettingsError
+
+DEFAULT_TENANT = "default"
+
+
+def key_digest(key: str) -> bytes:
+    """The sha256 digest under which a key is stored and compared."""
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def parse_key_specs(text: str, source: str) -> list[tuple[str, str]]:
+    """Parse "key:tenant" pairs separated by commas or newlines (blank lines and # comments are skipped)."""
+    pairs: list[tuple[str, str]] = []
+    for raw in text.replace(",", "\n").splitlines():
+        spec = raw.split("#", 1)[0].strip()
+        if not spec:
+            continue
+        key, sep, tenant = spec.rpartition(":")
+        if not sep or not key.strip() or not tenant.strip():
+            raise SettingsError(f"{source}: expected 'key:tenant', got an entry without both parts")
+        pairs.append((key.strip(), tenant.strip()))
+    return pairs
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Maps key digests to tenants; `enabled` is False when PREDICTQ_AUTH=disabled (one tenant, "default")."""
+
+    digests: tuple[tuple[bytes, str], ...]
+    enabled: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KeyRing:
+        """Read keys from PREDICTQ_API_KEYS and PREDICTQ_API_KEYS_FILE; plain keys are not kept."""
+        if settings.auth_mode == "disabled":
+            return cls((), enabled=False)
+        pairs = parse_key_specs(settings.api_keys, "PREDICTQ_API_KEYS")
+        if settings.api_keys_file:
+            path = Path(settings.api_keys_file)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"PREDICTQ_API_KEYS_FILE: cannot read {path}: {exc.strerror}") from None
+            pairs += parse_key_specs(text, str(path))
+        return cls(tuple((key_digest(key), tenant) for key, tenant in pairs))
+
+    def tenant_for(self, key: str) -> str | None:
+        """The tenant of `key`, or None; every configured digest is compared so timing says nothing."""
+        digest = key_digest(key)
+        found: str | None = None
+        for stored, tenant in self.digests:
+            if hmac.compare_digest(stored, digest):
+                found = tenant
+        return found
+
+
+def presented_key(req: Request) -> str | None:
+    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    header = req.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    key = req.headers.get("X-API-Key", "").strip()
+    return key or None
+
+
+def authenticate(keyring: KeyRing) -> str:
+    """Resolve the caller's tenant into `g.tenant`, or refuse with 401 (bad key) or 503 (no keys configured)."""
+    if not keyring.enabled:
+        g.tenant = DEFAULT_TENANT
+        return DEFAULT_TENANT
+    if not keyring.digests:
+        raise ApiError(
+            503,
+            "auth_not_configured",
+            "no API keys are configured: set PREDICTQ_API_KEYS or PREDICTQ_API_KEYS_FILE, "
+            "or PREDICTQ_AUTH=disabled for local use",
+        )
+    key = presented_key(request)
+    tenant = keyring.tenant_for(key) if key else None
+    if tenant is None:
+        message = "invalid API key" if key else "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'"
+        raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="predictq"'})
+    g.tenant = tenant
+    return tenant
+
+
+def rate_limit_identity() -> str:
+    """Who a rate limit counts against: a digest of the presented key, else the client address."""
+    key = presented_key(request)
+    if key:
+        return "key:" + key_digest(key).hex()[:32]
+    return "addr:" + (request.remote_addr or "unknown")

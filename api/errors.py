@@ -1,0 +1,136 @@
+"""One JSON error shape for every failure: `{"error": {"code", "message", "details"}}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from model.errors import ArtifactError, SchemaError
+from worker.errors import JobExpired, JobNotFound
+
+log = logging.getLogger(__name__)
+
+# Stable codes of model.readers.ReadError and the HTTP status each one answers with.
+READ_ERROR_STATUS: dict[str, int] = {
+    "malformed": 400,
+    "missing_columns": 400,
+    "duplicate_columns": 400,
+    "delimiter": 400,
+    "empty": 400,
+    "not_utf8": 400,
+    "too_deep": 400,
+    "line_too_long": 413,
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "unsupported_format": 415,
+}
+
+# HTTP statuses raised by werkzeug/Flask and the code word clients see for each.
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    410: "expired",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error the API answers on purpose, with its status, stable code, message and details."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    """The one JSON error body, with its status and any extra headers (Retry-After, Allow, ...)."""
+    body = orjson.dumps({"error": {"code": code, "message": message, "details": details or {}}})
+    response = Response(body, status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def read_error_to_api(exc: Any) -> ApiError:
+    """Map a `model.readers.ReadError` (code, message, line, column) to its HTTP status and details."""
+    code = str(getattr(exc, "code", "malformed"))
+    details = {
+        key: value
+        for key in ("line", "column", "row", "missing")
+        if (value := getattr(exc, key, None)) is not None
+    }
+    message = str(getattr(exc, "message", None) or exc)
+    return ApiError(READ_ERROR_STATUS.get(code, 400), code, message, details)
+
+
+def _handle_api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+def _handle_http(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k.lower() in {"allow", "retry-after", "www-authenticate"}}
+    details: dict[str, Any] = {}
+    if status == 405 and "Allow" in headers:
+        details["allowed"] = [m.strip() for m in headers["Allow"].split(",")]
+    code = HTTP_CODES.get(status, "http_error")
+    return error_response(status, code, exc.description or code, details, headers)
+
+
+def _handle_schema(exc: SchemaError) -> Response:
+    return error_response(400, "missing_columns", str(exc), {"missing": list(exc.missing)})
+
+
+def _handle_artifact(exc: ArtifactError) -> Response:
+    log.error("model artifact unavailable: %s", exc)
+    return error_response(503, "model_unavailable", "the model is not available", {}, {"Retry-After": "30"})
+
+
+def _handle_not_found(exc: JobNotFound) -> Response:
+    return error_response(404, "job_not_found", str(exc), {"job_id": exc.job_id})
+
+
+def _handle_expired(exc: JobExpired) -> Response:
+    return error_response(410, "job_expired", str(exc), {"job_id": exc.job_id, "expired_at": exc.expired_at})
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    # Real bugs only: the traceback goes to the server log, the client sees no internals.
+    log.exception("unhandled error")
+    return error_response(500, "internal", "internal server error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error, including werkzeug's 404/405 and unexpected bugs, in the one JSON shape."""
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(SchemaError, _handle_schema)
+    app.register_error_handler(ArtifactError, _handle_artifact)
+    app.register_error_handler(JobNotFound, _handle_not_found)
+    app.register_error_handler(JobExpired, _handle_expired)
+    app.register_error_handler(Exception, _handle_unexpected)

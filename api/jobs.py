@@ -1,0 +1,172 @@
+"""/v1/jobs: submit a streamed upload, poll, list, cancel, and stream results and row errors back."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
+from typing import Any
+
+from flask import Blueprint, Response, g, request, stream_with_context, url_for
+from model.writers import iter_encoded
+
+from api.errors import ApiError, read_error_to_api
+from api.limits import check_backpressure
+from api.responses import json_response
+from api.services import require_tenant, services
+from api.uploads import open_upload
+from model.readers import ReadError, iter_chunks
+
+log = logging.getLogger(__name__)
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+bp.before_request(require_tenant)
+
+# Job ids are short tokens; anything else is answered 404 without touching Redis.
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PASSTHROUGH_RE = re.compile(r"^[^\x00-\x1f]{1,128}$")
+RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv"}
+DEFAULT_PAGE, MAX_PAGE = 20, 100
+
+
+def _job_id(job_id: str) -> str:
+    if not JOB_ID_RE.match(job_id):
+        raise ApiError(404, "job_not_found", "job not found", {"job_id": job_id[:64]})
+    return job_id
+
+
+def present(job: dict[str, Any]) -> dict[str, Any]:
+    """The job object as clients see it: the store's fields plus links to itself, its results and errors."""
+    job_id = job["id"]
+    links = {
+        "self": url_for("jobs.get_job", job_id=job_id),
+        "results": url_for("jobs.get_results", job_id=job_id),
+        "errors": url_for("jobs.get_errors", job_id=job_id),
+    }
+    return {**job, "links": links}
+
+
+def _passthrough() -> str | None:
+    name = request.args.get("id_column")
+    if name is None:
+        return None
+    if not PASSTHROUGH_RE.match(name):
+        raise ApiError(400, "invalid_parameter", "id_column must be 1 to 128 printable characters", {"id_column": name})
+    return name
+
+
+def _stage_upload(job_id: str, stream: Any, fmt: str, passthrough: str | None) -> tuple[int, int]:
+    """Parse the body chunk by chunk and stage each chunk at once, so workers start while the upload goes on."""
+    svc = services()
+    rows_total = chunks_total = 0
+    for chunk in iter_chunks(
+        stream,
+        fmt,
+        columns=list(svc.scorer.required_columns),
+        chunk_rows=svc.settings.chunk_rows,
+        passthrough=passthrough,
+        max_bytes=svc.settings.max_upload_bytes,
+    ):
+        svc.jobs.stage_chunk(job_id, chunks_total, chunk.table, chunk.errors)
+        rows_total += chunk.rows
+        chunks_total += 1
+    return rows_total, chunks_total
+
+
+@bp.post("")
+def submit_job() -> Response:
+    """Create a job from a CSV / NDJSON / JSON-array body or multipart file; 202 with Location and the job."""
+    svc = services()
+    check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows)
+    passthrough = _passthrough()
+    stream, fmt = open_upload(request, svc.settings.max_upload_bytes)
+    job = svc.jobs.create(g.tenant, fmt=fmt, passthrough=passthrough)
+    try:
+        rows_total, chunks_total = _stage_upload(job["id"], stream, fmt, passthrough)
+        svc.jobs.seal(job["id"], rows_total, chunks_total)
+    except ReadError as exc:
+        svc.jobs.abort_upload(job["id"], f"{exc.code}: {exc.message}")
+        raise read_error_to_api(exc) from None
+    except BaseException as exc:
+        # Whatever stopped the upload (413, client gone, a bug), the half-staged job must not stay "uploading".
+        svc.jobs.abort_upload(job["id"], getattr(exc, "code", None) or type(exc).__name__)
+        raise
+    body = present(svc.jobs.get(g.tenant, job["id"]))
+    return json_response(body, 202, {"Location": body["links"]["self"]})
+
+
+@bp.get("")
+def list_jobs() -> Response:
+    """The caller's jobs, newest first, `limit` per page, continued with `cursor`."""
+    raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise ApiError(400, "invalid_parameter", f"limit must be an integer from 1 to {MAX_PAGE}", {"limit": raw_limit})
+    cursor = request.args.get("cursor") or None
+    items, next_cursor = services().jobs.list(g.tenant, int(raw_limit), cursor)
+    return json_response({"items": [present(job) for job in items], "next_cursor": next_cursor})
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str) -> Response:
+    """One job's state, counts, progress, rate, ETA, model and links."""
+    return json_response(present(services().jobs.get(g.tenant, _job_id(job_id))))
+
+
+@bp.delete("/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    """Cancel: chunks not started are skipped; results already scored stay readable."""
+    svc = services()
+    svc.jobs.cancel(g.tenant, _job_id(job_id))
+    return json_response(present(svc.jobs.get(g.tenant, job_id)))
+
+
+def negotiate_format() -> str:
+    """The download format: `?format=` first, then the Accept header, else JSON."""
+    fmt = request.args.get("format")
+    if fmt is not None:
+        if fmt not in RESULT_MEDIA_TYPES:
+            raise ApiError(400, "invalid_parameter", "format must be json, ndjson or csv", {"format": fmt})
+        return fmt
+    best = request.accept_mimetypes.best_match(list(ACCEPT_FORMATS), default="application/json")
+    return ACCEPT_FORMATS.get(best or "application/json", "json")
+
+
+def _primed(tables: Iterable[Any]) -> Iterator[Any]:
+    """Start `tables` now, so a missing or expired job is answered 404/410 before any byte is streamed."""
+    iterator = iter(tables)
+    first = next(iterator, None)
+    return iterator if first is None else chain([first], iterator)
+
+
+def _download(job_id: str, kind: str, source: Callable[[str, str], Iterable[Any]]) -> Response:
+    fmt = negotiate_format()
+    tenant = g.tenant
+    services().jobs.get(tenant, _job_id(job_id))
+    tables = _primed(source(tenant, job_id))
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from iter_encoded(tables, fmt)
+        except Exception:
+            # Headers are already sent: all that can be done is log and cut the stream short.
+            log.exception("streaming %s of job %s failed", kind, job_id)
+            raise
+
+    response = Response(stream_with_context(body()), mimetype=RESULT_MEDIA_TYPES[fmt].split(";")[0])
+    response.headers["Content-Type"] = RESULT_MEDIA_TYPES[fmt]
+    if fmt == "csv":
+        response.headers["Content-Disposition"] = f'attachment; filename="{job_id}-{kind}.csv"'
+    return response
+
+
+@bp.get("/<job_id>/results")
+def get_results(job_id: str) -> Response:
+    """Scored rows in input order (so far, while the job runs), each with its input `row`."""
+    return _download(job_id, "results", services().jobs.iter_result_tables)
+
+
+@bp.get("/<job_id>/errors")
+def get_errors(job_id: str) -> Response:
+    """Every row error: row, column, message."""
+    return _download(job_id, "errors", services().jobs.iter_error_tables)

@@ -1,0 +1,310 @@
+"""The OpenAPI 3.1 document of the HTTP contract, built from the settings that shape it (row and size limits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model.schema import RAW_COLUMNS, REQUIRED_COLUMNS
+from predictq import __version__
+from predictq.settings import Settings
+
+JSON = "application/json"
+STATES = ["uploading", "queued", "running", "succeeded", "failed", "cancelled", "expired"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}}
+AUTH_ERRORS = {
+    "401": _error("Missing or invalid API key"),
+    "429": _error("Rate limit for this key exceeded", RETRY_AFTER),
+    "503": _error("No API keys configured, model unavailable, or too much queued work", RETRY_AFTER),
+}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+FORMAT = {
+    "name": "format", "in": "query", "required": False,
+    "description": "Download format; when absent the Accept header decides, else JSON.",
+    "schema": {"type": "string", "enum": ["json", "ndjson", "csv"]},
+}
+
+
+def _schemas(settings: Settings) -> dict[str, Any]:
+    value = {"type": ["number", "string", "null"]}
+    record = {
+        "type": "object",
+        "description": "One input row: the exercise's raw columns x0..x99 (the model reads "
+        f"{', '.join(REQUIRED_COLUMNS)}; others are accepted and ignored). "
+        "Numbers may be sent as strings ('$1,234.50', '62.5%').",
+        "properties": {c: value for c in RAW_COLUMNS},
+        "additionalProperties": True,
+    }
+    prediction = {
+        "type": "object",
+        "description": "Keys sorted: business_outcome, phat, then the 25 model inputs.",
+        "required": ["business_outcome", "phat"],
+        "properties": {"business_outcome": {"type": "integer", "enum": [0, 1]}, "phat": {"type": "number"}},
+        "additionalProperties": True,
+    }
+    row_error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "row", "column", "message"],
+                "properties": {
+                    "code": {"const": "invalid_row"},
+                    "row": {"type": "integer"},
+                    "column": {"type": ["string", "null"]},
+                    "message": {"type": "string"},
+                },
+            }
+        },
+        "additionalProperties": False,
+    }
+    nullable_number = {"type": ["number", "null"]}
+    job = {
+        "type": "object",
+        "required": ["id", "state", "created_at", "rows_total", "rows_done", "rows_failed", "links"],
+        "properties": {
+            "id": {"type": "string"},
+            "state": {"type": "string", "enum": STATES},
+            "outcome": {
+                "type": ["string", "null"],
+                "description": "Once finished: 'complete' when every row scored, 'partial' when some rows failed.",
+            },
+            "created_at": {"type": ["string", "null"]},
+            "started_at": {"type": ["string", "null"]},
+            "finished_at": {"type": ["string", "null"]},
+            "expires_at": {"type": ["string", "null"]},
+            "rows_total": {"type": ["integer", "null"]},
+            "rows_done": {"type": "integer"},
+            "rows_failed": {"type": "integer"},
+            "chunks_total": {"type": ["integer", "null"]},
+            "chunks_done": {"type": "integer"},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "rows_per_second": nullable_number,
+            "eta_seconds": nullable_number,
+            "model": {
+                "type": "object",
+                "properties": {"version": {"type": "string"}, "sha256": {"type": "string"}},
+            },
+            "links": {
+                "type": "object",
+                "required": ["self", "results", "errors"],
+                "properties": {k: {"type": "string"} for k in ("self", "results", "errors")},
+            },
+        },
+        "additionalProperties": True,
+    }
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "details": {"type": "object"},
+                },
+            }
+        },
+    }
+    return {
+        "Record": record,
+        "Prediction": prediction,
+        "RowError": row_error,
+        "Job": job,
+        "JobPage": {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {"type": "array", "items": _ref("Job")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        "Error": error,
+        "PredictArray": {
+            "type": "array", "minItems": 1, "maxItems": settings.max_sync_rows, "items": _ref("Record"),
+        },
+    }
+
+
+def _predict(settings: Settings) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": "predict",
+            "summary": f"Score one row or up to {settings.max_sync_rows} rows inline",
+            "description": "One object is answered with one object (400 if that row is invalid). An array is "
+            "answered with an array in input order; an invalid element is answered in place with "
+            '{"error": {"code": "invalid_row", "row", "column", "message"}} while the others score. '
+            f"More than {settings.max_sync_rows} rows: 413, use POST /v1/jobs.",
+            "security": [{"bearer": []}, {"apiKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": {"oneOf": [_ref("Record"), _ref("PredictArray")]}}},
+            },
+            "responses": {
+                "200": {
+                    "description": "Predictions",
+                    "content": {JSON: {"schema": {"oneOf": [
+                        _ref("Prediction"),
+                        {"type": "array", "items": {"anyOf": [_ref("RowError"), _ref("Prediction")]}},
+                    ]}}},
+                },
+                "400": _error("Malformed JSON (with line and column), empty body, or the single row is invalid"),
+                "413": _error("Too many rows or too many bytes for the synchronous call"),
+                "415": _error("Content-Type is not application/json"),
+                **AUTH_ERRORS,
+            },
+        }
+    }
+
+
+def _jobs(settings: Settings) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
+    upload_content = {
+        "text/csv": {"schema": binary},
+        "application/x-ndjson": {"schema": binary},
+        JSON: {"schema": {"type": "array", "items": _ref("Record")}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": binary}}},
+    }
+    job_response = {"content": {JSON: {"schema": _ref("Job")}}}
+    return {
+        "post": {
+            "operationId": "submitJob",
+            "summary": "Submit a batch (CSV, NDJSON, JSON array, or a multipart file), streamed as it uploads",
+            "description": f"Bodies up to {settings.max_upload_bytes} bytes. A header or first record without the "
+            "required columns is refused at once (400, naming them).",
+            "security": [{"bearer": []}, {"apiKey": []}],
+            "parameters": [{
+                "name": "id_column", "in": "query", "required": False,
+                "description": "A client column carried through to every result row, for joining back.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+            }],
+            "requestBody": {"required": True, "content": upload_content},
+            "responses": {
+                "202": {
+                    "description": "Accepted; Location names the job",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    **job_response,
+                },
+                "400": _error("Malformed body (with line and column) or missing required columns"),
+                "413": _error("Body larger than the upload limit (refused as soon as the limit is passed)"),
+                "415": _error("Unsupported Content-Type"),
+                **AUTH_ERRORS,
+            },
+        },
+        "get": {
+            "operationId": "listJobs",
+            "summary": "The caller's jobs, newest first",
+            "security": [{"bearer": []}, {"apiKey": []}],
+            "parameters": [
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "A page of jobs", "content": {JSON: {"schema": _ref("JobPage")}}},
+                "400": _error("Invalid limit or cursor"),
+                **AUTH_ERRORS,
+            },
+        },
+    }
+
+
+def _job_item() -> dict[str, Any]:
+    common = {"404": _error("No such job for this caller"), "410": _error("The job expired"), **AUTH_ERRORS}
+    job_response = {"content": {JSON: {"schema": _ref("Job")}}}
+    return {
+        "get": {
+            "operationId": "getJob", "summary": "A job's state and progress",
+            "security": [{"bearer": []}, {"apiKey": []}], "parameters": [JOB_ID],
+            "responses": {"200": {"description": "The job", **job_response}, **common},
+        },
+        "delete": {
+            "operationId": "cancelJob", "summary": "Cancel a job; results already scored stay readable",
+            "security": [{"bearer": []}, {"apiKey": []}], "parameters": [JOB_ID],
+            "responses": {"200": {"description": "The job after cancellation", **job_response}, **common},
+        },
+    }
+
+
+def _download(operation_id: str, summary: str) -> dict[str, Any]:
+    streamed = {"type": "string"}
+    return {
+        "get": {
+            "operationId": operation_id, "summary": summary,
+            "security": [{"bearer": []}, {"apiKey": []}], "parameters": [JOB_ID, FORMAT],
+            "responses": {
+                "200": {
+                    "description": "Streamed rows, in input order, each with its 0-based input `row`",
+                    "content": {
+                        JSON: {"schema": {"type": "array", "items": {"type": "object"}}},
+                        "application/x-ndjson": {"schema": streamed},
+                        "text/csv": {"schema": streamed},
+                    },
+                },
+                "400": _error("Unknown format"),
+                "404": _error("No such job for this caller"),
+                "410": _error("The job expired"),
+                **AUTH_ERRORS,
+            },
+        }
+    }
+
+
+def _ops() -> dict[str, Any]:
+    status = {"type": "object", "properties": {"status": {"type": "string"}}, "additionalProperties": True}
+    return {
+        "/healthz": {"get": {"operationId": "healthz", "summary": "The process is alive", "responses": {
+            "200": {"description": "Alive", "content": {JSON: {"schema": status}}}}}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Redis reachable and model loaded", "responses": {
+            "200": {"description": "Ready", "content": {JSON: {"schema": status}}},
+            "503": {"description": "Not ready", "content": {JSON: {"schema": status}}}}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "responses": {
+            "200": {"description": "Exposition text", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "responses": {
+            "200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}}},
+        "/docs": {"get": {"operationId": "docs", "summary": "Browsable documentation (self-contained)", "responses": {
+            "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    }
+
+
+def build_openapi(settings: Settings) -> dict[str, Any]:
+    """The whole document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "predictq",
+            "version": __version__,
+            "description": "Scores rows with the approved GLM_Model_26: inline with POST /predict, or as queued "
+            "jobs with POST /v1/jobs. Every error has the shape {\"error\": {\"code\", \"message\", \"details\"}}.",
+        },
+        "paths": {
+            "/predict": _predict(settings),
+            "/v1/jobs": _jobs(settings),
+            "/v1/jobs/{job_id}": _job_item(),
+            "/v1/jobs/{job_id}/results": _download("getResults", "Stream a job's scored rows"),
+            "/v1/jobs/{job_id}/errors": _download("getErrors", "Stream a job's row errors (row, column, message)"),
+            **_ops(),
+        },
+        "components": {
+            "schemas": _schemas(settings),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }

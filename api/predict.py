@@ -1,0 +1,93 @@
+"""POST /predict: the synchronous call, one object or an array of up to max_sync_rows objects, scored inline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, request
+
+from api.errors import ApiError
+from api.responses import JSON_OPTIONS
+from api.services import require_tenant, services
+from api.uploads import read_body
+
+bp = Blueprint("predict", __name__)
+bp.before_request(require_tenant)
+
+# Generous per-row byte budget for the synchronous body (a 100-column row is about 2-3 KB of JSON).
+PREDICT_BYTES_PER_ROW = 8 * 1024
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
+    """The records of a /predict body and whether it was a single object; 400/413 for bodies we refuse."""
+    if not body.strip():
+        raise ApiError(400, "empty", "empty body: send one JSON object or an array of objects")
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            400, "malformed", f"malformed JSON: {exc.msg}", {"line": exc.lineno, "column": exc.colno}
+        ) from None
+    if isinstance(parsed, dict):
+        return [parsed], True
+    if not isinstance(parsed, list):
+        raise ApiError(400, "malformed", "the body must be a JSON object or an array of objects")
+    if not parsed:
+        raise ApiError(400, "empty", f"empty array: send between 1 and {max_rows} objects")
+    if len(parsed) > max_rows:
+        raise ApiError(
+            413,
+            "too_many_rows",
+            f"{len(parsed)} rows is more than the {max_rows} that /predict scores inline; "
+            "submit large batches as a job with POST /v1/jobs",
+            {"rows": len(parsed), "max_rows": max_rows, "jobs_url": "/v1/jobs"},
+        )
+    return parsed, False
+
+
+def _row_error(row: int, column: str | None, message: str) -> dict[str, Any]:
+    return {"error": {"code": "invalid_row", "row": row, "column": column, "message": message}}
+
+
+def score_with_errors(records: list[Any]) -> list[dict[str, Any]]:
+    """One result per input element, in input order; a bad element becomes its error object, the others score."""
+    result = services().scorer.score_records(records)
+    scored = result.to_records()
+    if not result.errors:
+        return scored
+    # Slow path, only when some rows failed: put results and errors back at their input positions.
+    out: list[dict[str, Any] | None] = [None] * len(records)
+    for row, record in zip(result.rows.tolist(), scored, strict=True):
+        out[row] = record
+    for err in result.errors:
+        if out[err.row] is None:
+            out[err.row] = _row_error(err.row, err.column, err.message)
+    return [entry if entry is not None else _row_error(i, None, "row was not scored") for i, entry in enumerate(out)]
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    """Score one object (answered with one object) or an array (answered with an array, in input order)."""
+    if not _is_json(request.mimetype):
+        got = request.headers.get("Content-Type")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"/predict reads application/json, got {got!r}" if got else "missing Content-Type: send application/json",
+            {"content_type": got},
+        )
+    max_rows = services().settings.max_sync_rows
+    records, single = parse_predict_body(read_body(request, max_rows * PREDICT_BYTES_PER_ROW), max_rows)
+    results = score_with_errors(records)
+    if single:
+        first = results[0]
+        if "error" in first and len(first) == 1:
+            err = first["error"]
+            raise ApiError(400, "invalid_row", err["message"], {"row": 0, "column": err["column"]})
+        return Response(orjson.dumps(first, option=JSON_OPTIONS), mimetype="application/json")
+    return Response(orjson.dumps(results, option=JSON_OPTIONS), mimetype="application/json")

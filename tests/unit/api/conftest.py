@@ -1,0 +1,61 @@
+"""Fixtures for the API unit tests: the app built through its factory on fakeredis, with the real scorer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import fakeredis
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.app import create_app
+from model.scoring import Scorer, load_scorer
+from predictq.settings import Settings
+
+GOOD_ROW: dict[str, Any] = {
+    "x5": "monday", "x12": "$1,234.50", "x31": "asia", "x44": 0.5, "x53": 1.25,
+    "x56": -0.3, "x58": 2.0, "x62": 0.1, "x81": "July", "x91": 3.0, "x0": 7,
+}
+
+
+@pytest.fixture
+def good_row() -> dict[str, Any]:
+    """A synthetic row the approved model scores (not a real row)."""
+    return dict(GOOD_ROW)
+
+
+@pytest.fixture(scope="session")
+def scorer() -> Scorer:
+    """The approved model, loaded once for every API unit test."""
+    return load_scorer()
+
+
+@pytest.fixture
+def fake_redis() -> fakeredis.FakeRedis:
+    """A private in-memory Redis (Lua scripts run through lupa)."""
+    return fakeredis.FakeRedis()
+
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(scorer: Scorer, fake_redis: fakeredis.FakeRedis) -> AppFactory:
+    """Build an app with settings overrides (auth disabled unless asked) on fakeredis and in-memory limits."""
+
+    def build(test_config: dict[str, Any] | None = None, **overrides: Any) -> Flask:
+        settings = replace(Settings(), **{"auth_mode": "disabled", **overrides}).validated()
+        services: dict[str, Any] = {"scorer": scorer, "redis": fake_redis}
+        config = {"TESTING": True, "SERVICES": services, "RATELIMIT_STORAGE_URI": "memory://", **(test_config or {})}
+        return create_app(settings, config)
+
+    return build
+
+
+@pytest.fixture
+def client(make_app: AppFactory) -> FlaskClient:
+    """A test client of the default app (auth disabled: tenant "default")."""
+    return make_app().test_client()

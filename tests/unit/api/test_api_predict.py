@@ -1,0 +1,121 @@
+"""POST /predict: shapes, order, limits, and every kind of bad body answered with a clear 4xx."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+
+
+def post(client: FlaskClient, body: bytes | object, content_type: str = "application/json"):
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return client.post("/predict", data=data, content_type=content_type)
+
+
+def test_single_object_answers_one_sorted_object(client: FlaskClient, good_row) -> None:
+    response = post(client, good_row)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert isinstance(body, dict)
+    assert list(body) == sorted(body)
+    assert {"business_outcome", "phat"} <= set(body)
+    assert len(body) == 27
+    assert 0.0 < body["phat"] < 1.0
+
+
+def test_array_answers_in_input_order(client: FlaskClient, scorer, good_row) -> None:
+    rows = [{**good_row, "x44": float(i)} for i in range(5)]
+    response = post(client, rows)
+    assert response.status_code == 200
+    expected = scorer.score_records(rows).to_records()
+    assert response.get_json() == expected
+
+
+def test_bad_element_is_answered_in_place_and_others_score(client: FlaskClient, good_row) -> None:
+    rows = [good_row, {**good_row, "x5": "someday"}, 17, good_row]
+    body = post(client, rows).get_json()
+    assert "phat" in body[0] and "phat" in body[3]
+    assert body[1]["error"]["code"] == "invalid_row"
+    assert body[1]["error"]["row"] == 1
+    assert body[1]["error"]["column"] == "x5"
+    assert body[2]["error"]["row"] == 2
+
+
+def test_single_bad_row_is_400_naming_the_column(client: FlaskClient, good_row) -> None:
+    response = post(client, {**good_row, "x31": "atlantis"})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_row"
+    assert error["details"]["column"] == "x31"
+
+
+def test_max_rows_answers_200_and_one_more_answers_413(make_app, good_row) -> None:
+    client = make_app(max_sync_rows=50).test_client()
+    assert post(client, [good_row] * 50).status_code == 200
+    response = post(client, [good_row] * 51)
+    assert response.status_code == 413
+    error = response.get_json()["error"]
+    assert error["code"] == "too_many_rows"
+    assert "/v1/jobs" in error["message"]
+
+
+def test_oversized_body_is_413_before_parsing(make_app) -> None:
+    client = make_app(max_sync_rows=1).test_client()
+    response = post(client, b"[" + b" " * 20_000 + b"]")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"[]", "empty"),
+        (b'{"x5": ', "malformed"),
+        (b'{"x44": NaN}', "malformed"),
+        (b'"just a string"', "malformed"),
+        (b"[" * 5000 + b"]" * 5000, "malformed"),
+        (b'{"x5": "\xff\xfe"}', "malformed"),
+    ],
+)
+def test_unreadable_bodies_are_400(client: FlaskClient, body: bytes, code: str) -> None:
+    response = post(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_malformed_json_names_line_and_column(client: FlaskClient) -> None:
+    response = post(client, b'[\n {"x5": "monday",,}\n]')
+    details = response.get_json()["error"]["details"]
+    assert details["line"] == 2
+    assert details["column"] > 1
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "text/plain", ""])
+def test_wrong_or_missing_content_type_is_415(client: FlaskClient, content_type: str, good_row) -> None:
+    response = client.post("/predict", data=orjson.dumps(good_row), headers={"Content-Type": content_type})
+    assert response.status_code == 415
+    assert response.get_json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_numbers_as_strings_and_huge_integers_score(client: FlaskClient, scorer, good_row) -> None:
+    rows = [{**good_row, "x44": "0.5"}, {**good_row, "x44": 123456789012345678901234567890}]
+    body = post(client, json.dumps(rows).encode()).get_json()
+    assert body[0]["phat"] == post(client, {**good_row, "x44": 0.5}).get_json()["phat"]
+    assert body[1]["phat"] == pytest.approx(0.0, abs=1e-9) or body[1]["phat"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_overflowing_number_literal_is_400_with_position(client: FlaskClient) -> None:
+    response = post(client, b'{"x44": 1e400}')
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"]["column"] == 9
+
+
+def test_get_is_405_with_allow(client: FlaskClient) -> None:
+    response = client.get("/predict")
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
