@@ -1,0 +1,159 @@
+"""Streaming writers: result (or row-error) tables to CSV, NDJSON or a JSON array, one block of bytes at a time.
+
+Columns come out in Python-sorted order of their names. Floats are written with the shortest text that reads
+back to the same double (non-finite floats become empty in CSV, `null` in JSON); integers as integers.
+In CSV only, a text cell starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'` so that
+spreadsheets do not run it as a formula; numeric columns and JSON output are never altered.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from model.readers import FORMATS, format_from_path
+
+BATCH_ROWS = 20_000  # rows encoded per yielded block: bounds the size of each block of bytes
+_FORMULA_START = r"^[=+\-@\t\r]"
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+
+def iter_encoded(tables: Iterable[pa.Table], fmt: str) -> Iterator[bytes]:
+    """Encode the tables, in order, as one CSV / NDJSON / JSON-array document, yielded in blocks."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    encode = {"csv": _iter_csv, "ndjson": _iter_ndjson, "json": _iter_json}[fmt]
+    return encode(_batches(tables))
+
+
+def write_file(tables: Iterable[pa.Table], path: str | Path, fmt: str | None = None) -> None:
+    """Write the tables to `path` in the format of its extension (or `fmt`); the file appears complete or not."""
+    path = Path(path)
+    fmt = fmt or format_from_path(path)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for block in iter_encoded(tables, fmt):
+                out.write(block)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def _batches(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """The tables with sorted columns, cut into slices of at most BATCH_ROWS rows (empty tables kept once)."""
+    for table in tables:
+        table = table.select(sorted(table.column_names))
+        if table.num_rows == 0:
+            yield table
+        for start in range(0, table.num_rows, BATCH_ROWS):
+            yield table.slice(start, BATCH_ROWS)
+
+
+# --- CSV ---------------------------------------------------------------------------------------------
+
+
+def _iter_csv(batches: Iterator[pa.Table]) -> Iterator[bytes]:
+    """CSV with one header (the first table's columns); every later table must have the same columns."""
+    names: list[str] | None = None
+    for batch in batches:
+        if names is not None and batch.column_names != names:
+            raise ValueError(f"tables differ in columns: {batch.column_names} after {names}")
+        out = io.BytesIO()
+        pacsv.write_csv(_csv_safe(batch), out, write_options=pacsv.WriteOptions(include_header=names is None))
+        names = batch.column_names
+        yield out.getvalue()
+
+
+def _csv_safe(table: pa.Table) -> pa.Table:
+    """Text columns with formula-like cells defused, floats with non-finite values emptied."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.match_substring_regex(column, _FORMULA_START)
+            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+        elif pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+# --- NDJSON and JSON ---------------------------------------------------------------------------------
+
+
+def _iter_ndjson(batches: Iterator[pa.Table]) -> Iterator[bytes]:
+    """One JSON object per line."""
+    for batch in batches:
+        if batch.num_rows:
+            yield _json_lines(batch, prefix="", suffix="\n")
+
+
+def _iter_json(batches: Iterator[pa.Table]) -> Iterator[bytes]:
+    """One JSON array, one object per line, valid with zero rows."""
+    yield b"["
+    empty = True
+    for batch in batches:
+        if batch.num_rows:
+            block = _json_lines(batch, prefix=",\n", suffix="")
+            yield block[1:] if empty else block  # no comma before the first element
+            empty = False
+    yield b"]\n" if empty else b"\n]\n"
+
+
+def _json_lines(table: pa.Table, *, prefix: str, suffix: str) -> bytes:
+    """The rows as JSON objects, each wrapped in `prefix`/`suffix`, built column-wise by pyarrow."""
+    parts: list[pa.Array | str] = []
+    for i, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        key = orjson.dumps(name).decode()
+        parts += [f"{prefix}{{{key}:" if i == 0 else f",{key}:", _json_values(column.combine_chunks())]
+    parts.append("}" + suffix)
+    lines = pc.binary_join_element_wise(*parts, "")
+    return _concatenated(lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines)
+
+
+def _json_values(column: pa.Array) -> pa.Array:
+    """Each value's JSON text (null for missing and non-finite numbers)."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return _json_values(column.cast(kind.value_type))
+    if pa.types.is_floating(kind):
+        finite = pc.and_kleene(pc.is_finite(column), pc.is_valid(column))
+        return pc.if_else(pc.fill_null(finite, False), column.cast(pa.string()), "null")
+    if pa.types.is_integer(kind):
+        return pc.fill_null(column.cast(pa.string()), "null")
+    if pa.types.is_boolean(kind):
+        return pc.fill_null(pc.if_else(column, "true", "false"), "null")
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return pc.fill_null(_json_strings(column.cast(pa.string())), "null")
+    texts = [orjson.dumps(v, default=str).decode() for v in column.to_pylist()]  # rare types: the slow way
+    return pa.array(texts, pa.string())
+
+
+def _json_strings(column: pa.Array) -> pa.Array:
+    """Quote strings; only the few holding quotes, backslashes or control characters go through orjson."""
+    quoted = pc.binary_join_element_wise('"', column, '"', "")
+    escape = pc.fill_null(pc.match_substring_regex(column, _NEEDS_ESCAPE), False)
+    if not pc.any(escape).as_py():
+        return quoted
+    where = np.flatnonzero(escape.to_numpy(zero_copy_only=False))
+    escaped = [orjson.dumps(v).decode() for v in column.take(pa.array(where)).to_pylist()]
+    return pc.replace_with_mask(quoted, escape, pa.array(escaped, pa.string()))
+
+
+def _concatenated(lines: pa.Array) -> bytes:
+    """The bytes of all strings of a string array, back to back (its data buffer between the offsets)."""
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
+    data = lines.buffers()[2]
+    return bytes(memoryview(data)[offsets[0] : offsets[-1]]) if data is not None else b""
