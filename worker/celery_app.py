@@ -1,0 +1,40 @@
+"""The one Celery app: `celery -A worker.celery_app worker -Q <PREDICTQ_QUEUE> --pool prefork`.
+
+Configured from `Settings.from_env()` when imported; creating the app opens no connection.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from predictq.settings import Settings
+
+SCORE_CHUNK = "predictq.score_chunk"
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for `settings`: Redis broker, late acks, one message in hand per process, no result backend."""
+    app = Celery("predictq", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_acks_late=True,  # a task is acknowledged after it ran, so a crash hands the chunk to another worker
+        task_reject_on_worker_lost=True,  # a killed pool process requeues its message instead of acking it
+        worker_prefetch_multiplier=1,
+        # Redis redelivers an unacknowledged message after this; it must exceed the hard limit or a slow
+        # chunk would run twice while still alive (harmless thanks to the commit guard, but wasted work).
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        task_ignore_result=True,  # the job store holds every outcome
+        task_default_queue=settings.queue_name,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+app = create_app(Settings.from_env())

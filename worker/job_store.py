@@ -1,0 +1,204 @@
+"""The job store: every read and write of job state in Redis, each multi-key change in one Lua script."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from worker.keys import JobKeys, active_index, new_job_id, tenant_index
+
+OPEN_STATES = frozenset({"queued", "running"})
+CLOSED_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@cache
+def _script_text(name: str) -> str:
+    """Source of lua/<name>.lua with the shared helpers prepended."""
+    folder = resources.files("worker") / "lua"
+    return (folder / "_common.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+
+
+def _text(value: Any) -> str:
+    """Redis reply (bytes or str) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who is scoring a chunk right now: the worker's host and process id, since when, which attempt."""
+
+    hostname: str
+    pid: int
+    started_at: float
+    attempt: int
+    raw: str
+
+    @classmethod
+    def parse(cls, raw: str) -> Lease:
+        """Parse "hostname|pid|started_at|attempt"."""
+        hostname, pid, started_at, attempt = raw.rsplit("|", 3)
+        return cls(hostname, int(pid), float(started_at), int(attempt), raw)
+
+
+@dataclass(frozen=True)
+class StartDecision:
+    """What a worker should do with a chunk it was handed (the outcome of `JobStore.start_chunk`)."""
+
+    action: str  # run | exhausted | committed | closed | gone
+    attempt: int = 0
+    reason: str = ""
+
+
+class JobStore:
+    """Job state in Redis under `prefix`; needs a client with `decode_responses=False` (payloads are binary)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the job store needs a Redis client with decode_responses=False")
+        self.redis = client
+        self.prefix = prefix
+        self._scripts = {
+            name: client.register_script(_script_text(name))
+            for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
+                         "release_lease")
+        }
+
+    def keys(self, job_id: str) -> JobKeys:
+        """Key names of one job."""
+        return JobKeys(self.prefix, job_id)
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self._scripts[name](keys=keys, args=args)
+
+    def create(self, tenant: str, fields: dict[str, str], ttl_seconds: int) -> tuple[str, float, int]:
+        """Store a new queued job; returns (job id, created_at, expires_at epoch seconds)."""
+        now = time.time()
+        expires_at = int(now) + ttl_seconds
+        job_id = new_job_id(expires_at)
+        created_us = int(now * 1_000_000)
+        record = {**fields, "tenant": tenant, "state": "queued", "created_at": repr(now), "expires_at": str(expires_at),
+                  "sealed": "0", "upload_heartbeat": repr(now), "last_activity": repr(now)}
+        flat = [item for pair in record.items() for item in pair]
+        trim_before_us = created_us - ttl_seconds * 1_000_000
+        self._run(
+            "create_job",
+            [self.keys(job_id).job, tenant_index(self.prefix, tenant), active_index(self.prefix)],
+            [job_id, created_us, expires_at, int(now * 1000), trim_before_us, *flat],
+        )
+        return job_id, now, expires_at
+
+    def stage(self, job_id: str, index: int, payload: bytes, first_row: int, rows: int) -> str:
+        """Store a chunk's staged input; 'staged', 'duplicate', 'sealed', a closed state, or 'gone'."""
+        k = self.keys(job_id)
+        reply = self._run("stage_chunk", [k.job, k.chunks, k.staged(index)],
+                          [index, payload, first_row, rows, repr(time.time())])
+        return _text(reply)
+
+    def seal(self, job_id: str, rows_total: int, chunks_total: int) -> str:
+        """Mark the upload complete; returns the state after it (or 'gone')."""
+        k = self.keys(job_id)
+        reply = self._run("seal_job", [k.job, active_index(self.prefix)],
+                          [job_id, rows_total, chunks_total, repr(time.time())])
+        return _text(reply)
+
+    def close(self, job_id: str, state: str, reason: str) -> str:
+        """Move an open job to `state` (cancelled or failed); returns the state after it (or 'gone')."""
+        k = self.keys(job_id)
+        reply = self._run("close_job", [k.job, k.committed, k.chunks, active_index(self.prefix)],
+                          [job_id, state, reason, repr(time.time()), k.staged("")])
+        return _text(reply)
+
+    def start_chunk(
+        self, job_id: str, index: int, lease: str, max_attempts: int, model: tuple[str, str]
+    ) -> StartDecision:
+        """Count an attempt and take the chunk's lease, or say why the chunk must not be scored."""
+        k = self.keys(job_id)
+        reply = self._run("start_chunk", [k.job, k.committed, k.attempts, k.leases, k.reasons],
+                          [index, lease, repr(time.time()), max_attempts, model[0], model[1]])
+        action = _text(reply[0])
+        if action == "run":
+            return StartDecision(action, int(reply[1]))
+        if action == "exhausted":
+            return StartDecision(action, int(reply[1]), _text(reply[2]))
+        return StartDecision(action, 0, _text(reply[1]) if len(reply) > 1 else "")
+
+    def commit_chunk(self, job_id: str, index: int, result: bytes, errors: bytes, rows_scored: int,
+                     rows_failed: int) -> str:
+        """Commit a chunk's outcome exactly once: 'committed', 'finished', 'ignored', a closed state, or 'gone'."""
+        k = self.keys(job_id)
+        reply = self._run(
+            "commit_chunk",
+            [k.job, k.committed, k.result(index), k.errors(index), k.staged(index), k.leases,
+             active_index(self.prefix)],
+            [job_id, index, result, errors, rows_scored, rows_failed, repr(time.time())],
+        )
+        return _text(reply)
+
+    def release_lease(self, job_id: str, index: int, lease: str, reason: str) -> bool:
+        """Drop the chunk's lease if it is still `lease` (full text), recording why the attempt ended."""
+        k = self.keys(job_id)
+        return bool(self._run("release_lease", [k.leases, k.reasons], [index, lease, reason]))
+
+    def fields(self, job_id: str) -> dict[str, str] | None:
+        """The job hash as text, or None when no such job is stored."""
+        raw = self.redis.hgetall(self.keys(job_id).job)
+        return {_text(f): _text(v) for f, v in raw.items()} if raw else None
+
+    def many_fields(self, job_ids: list[str]) -> list[dict[str, str] | None]:
+        """`fields` of several jobs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys(job_id).job)
+        return [{_text(f): _text(v) for f, v in raw.items()} if raw else None for raw in pipe.execute()]
+
+    def chunk_range(self, job_id: str, index: int) -> tuple[int, int] | None:
+        """(first_row, rows) recorded when the chunk was staged."""
+        raw = self.redis.hget(self.keys(job_id).chunks, index)
+        if raw is None:
+            return None
+        first_row, rows = _text(raw).split(",")
+        return int(first_row), int(rows)
+
+    def staged_indexes(self, job_id: str) -> list[int]:
+        """Indexes of every chunk staged so far, ascending."""
+        return sorted(int(_text(i)) for i in self.redis.hkeys(self.keys(job_id).chunks))
+
+    def staged_payload(self, job_id: str, index: int) -> bytes | None:
+        """A chunk's staged input, or None once committed, skipped or lost."""
+        return self.redis.get(self.keys(job_id).staged(index))
+
+    def committed(self, job_id: str) -> list[int]:
+        """Indexes of committed chunks, ascending."""
+        return sorted(int(_text(i)) for i in self.redis.smembers(self.keys(job_id).committed))
+
+    def payload(self, key: str) -> bytes | None:
+        """Bytes stored at `key`."""
+        return self.redis.get(key)
+
+    def leases(self, job_id: str) -> dict[int, Lease]:
+        """Chunks being scored now and who holds each."""
+        raw = self.redis.hgetall(self.keys(job_id).leases)
+        return {int(_text(i)): Lease.parse(_text(v)) for i, v in raw.items()}
+
+    def attempts(self, job_id: str) -> dict[int, int]:
+        """How many times each chunk was started."""
+        return {int(_text(i)): int(v) for i, v in self.redis.hgetall(self.keys(job_id).attempts).items()}
+
+    def tenant_page(self, tenant: str, max_score: str, count: int) -> list[tuple[str, int]]:
+        """Up to `count` (job id, created_us) of a tenant, newest first, with score at most `max_score`."""
+        rows = self.redis.zrevrangebyscore(tenant_index(self.prefix, tenant), max_score, "-inf", start=0, num=count,
+                                           withscores=True)
+        return [(_text(member), int(score)) for member, score in rows]
+
+    def active_jobs(self) -> list[str]:
+        """Ids of jobs not yet closed (the reaper's and backpressure's working set)."""
+        return [_text(m) for m in self.redis.zrange(active_index(self.prefix), 0, -1)]
+
+    def forget_active(self, job_id: str) -> None:
+        """Drop a job from the active index (it expired or closed)."""
+        self.redis.zrem(active_index(self.prefix), job_id)

@@ -1,0 +1,230 @@
+"""JobService: the job operations the API calls (create, stage, seal, read, list, cancel, results)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import redis
+
+from model.errors import RowError
+from predictq.settings import Settings
+from worker.errors import JobExpired, JobNotFound
+from worker.job_store import OPEN_STATES, JobStore
+from worker.keys import id_expiry
+from worker.processing import Enqueue
+from worker.reaper import fail_if_stuck
+from worker.staging import decode_table, encode_staged
+
+__all__ = ["JobExpired", "JobNotFound", "JobService"]
+
+# Redis expires a job's keys on its own clock; this much skew still answers 410 rather than 404.
+CLOCK_SKEW_SECONDS = 5
+# Extra index entries read per page so that jobs created in the same microsecond are not skipped.
+TIE_SLACK = 8
+
+
+def _iso(epoch: str | float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, or None."""
+    if epoch in (None, ""):
+        return None
+    stamp = datetime.fromtimestamp(float(epoch), tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _int(fields: Mapping[str, str], name: str) -> int:
+    return int(fields.get(name) or 0)
+
+
+def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
+    """The public job object built from its stored fields."""
+    sealed = f.get("sealed") == "1"
+    rows_total = _int(f, "rows_total") if sealed else _int(f, "rows_staged")
+    chunks_total = _int(f, "chunks_total") if sealed else _int(f, "chunks_staged")
+    rows_failed = _int(f, "rows_failed")
+    rows_done = _int(f, "rows_scored") + rows_failed
+    state = f["state"]
+    started = float(f["started_at"]) if f.get("started_at") else None
+    ended = float(f["finished_at"]) if f.get("finished_at") else now
+    elapsed = ended - started if started is not None else 0.0
+    rate = rows_done / elapsed if elapsed > 0 and rows_done else None
+    if state == "succeeded":
+        progress, eta = 1.0, 0.0
+    else:
+        progress = min(rows_done / rows_total, 1.0) if rows_total else 0.0
+        eta = (rows_total - rows_done) / rate if sealed and rate and state in OPEN_STATES else None
+    model = {"version": f["model_version"], "sha256": f["model_sha256"]} if f.get("model_version") else None
+    return {
+        "id": job_id,
+        "state": state,
+        "outcome": f.get("outcome") or None,
+        "reason": f.get("reason") or None,
+        "format": f.get("fmt") or None,
+        "passthrough": f.get("passthrough") or None,
+        "upload_complete": sealed,
+        "created_at": _iso(f.get("created_at")),
+        "started_at": _iso(f.get("started_at")),
+        "finished_at": _iso(f.get("finished_at")),
+        "expires_at": _iso(f.get("expires_at")),
+        "rows_total": rows_total,
+        "rows_done": rows_done,
+        "rows_failed": rows_failed,
+        "chunks_total": chunks_total,
+        "chunks_done": _int(f, "chunks_done"),
+        "progress": round(progress, 6),
+        "rows_per_second": round(rate, 3) if rate else None,
+        "eta_seconds": round(eta, 3) if eta is not None else None,
+        "model": model,
+    }
+
+
+class JobService:
+    """Jobs stored in Redis and scored by Celery workers.
+
+    Job object fields: see `render_job`. `rows_done` counts rows with a final outcome (scored or failed);
+    `rows_failed` those of them that failed. A succeeded job's `outcome` is `all_rows_scored` or
+    `some_rows_failed`; a failed or cancelled one has a `reason`. Until the upload is sealed,
+    `rows_total`/`chunks_total` count what was staged so far and `upload_complete` is false.
+    """
+
+    def __init__(self, redis_client: redis.Redis, settings: Settings, *, enqueue: Enqueue | None = None) -> None:
+        self.settings = settings
+        self.store = JobStore(redis_client, settings.key_prefix)
+        self._enqueue = enqueue
+
+    def enqueue(self, job_id: str, index: int) -> None:
+        """Queue score_chunk(job_id, index) on the settings' queue (Celery app created on first use)."""
+        if self._enqueue is None:
+            from worker.celery_app import create_app
+            from worker.tasks import enqueue_for
+
+            self._enqueue = enqueue_for(create_app(self.settings), self.settings.queue_name)
+        self._enqueue(job_id, index)
+
+    def create(self, tenant: str, *, fmt: str, passthrough: str | None = None,
+               model: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Create a queued job for `tenant` whose upload is about to be staged; returns the job object."""
+        fields = {"fmt": fmt, "passthrough": passthrough or ""}
+        if model:
+            fields |= {"model_version": str(model["version"]), "model_sha256": str(model["sha256"])}
+        job_id, _, _ = self.store.create(tenant, fields, self.settings.job_ttl_seconds)
+        return self._render(job_id, self._fields(job_id))
+
+    def stage_chunk(self, job_id: str, index: int, table: pa.Table, errors: Sequence[RowError]) -> bool:
+        """Stage chunk `index` (int64 `row` + input columns, and its parse errors) and queue it for scoring.
+
+        Returns False when the job is closed (cancelled or failed: stop uploading) or the index was staged
+        already; raises JobNotFound when the job is gone. Refreshes the upload's heartbeat.
+        """
+        rows = table["row"].to_numpy() if table.num_rows else None
+        bounds = [int(rows[0]), int(rows[-1])] if rows is not None else []
+        bounds += [e.row for e in errors[:1]] + [e.row for e in errors[-1:]]
+        if not bounds:
+            return False
+        first_row, last_row = min(bounds), max(bounds)
+        status = self.store.stage(job_id, index, encode_staged(table, errors), first_row, last_row - first_row + 1)
+        if status == "gone":
+            raise JobNotFound(job_id)
+        if status != "staged":
+            return False
+        self.enqueue(job_id, index)
+        return True
+
+    def seal(self, job_id: str, rows_total: int, chunks_total: int) -> dict[str, Any]:
+        """Mark the upload complete; the job succeeds at once if every chunk already committed."""
+        if self.store.seal(job_id, rows_total, chunks_total) == "gone":
+            raise JobNotFound(job_id)
+        return self._render(job_id, self._fields(job_id))
+
+    def abort_upload(self, job_id: str, reason: str) -> None:
+        """Fail a job whose upload could not be completed (unreadable body, client gone, ...)."""
+        self.store.close(job_id, "failed", reason)
+
+    def get(self, tenant: str, job_id: str) -> dict[str, Any]:
+        """The tenant's job; JobNotFound for unknown or foreign ids, JobExpired past its retention."""
+        fields = self._owned(tenant, job_id)
+        if fail_if_stuck(self.store, self.settings, job_id, fields):
+            fields = self._fields(job_id)
+        return self._render(job_id, fields)
+
+    def list(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The tenant's live jobs, newest first, `limit` per page; pass the returned cursor for the next page."""
+        score_text, _, after_id = (cursor or "").partition(":")
+        max_score = int(score_text) if score_text.isdigit() else None
+        entries = self.store.tenant_page(tenant, str(max_score) if max_score else "+inf", limit + 1 + TIE_SLACK)
+        now = time.time()
+        entries = [
+            (job_id, score) for job_id, score in entries
+            # Equal scores come in descending id order: those at or above the cursor's id were already returned.
+            if not (score == max_score and job_id >= after_id) and (id_expiry(job_id) or 0) > now
+        ][: limit + 1]
+        found = self.store.many_fields([job_id for job_id, _ in entries])
+        owned = [(job_id, score, f) for (job_id, score), f in zip(entries, found, strict=True)
+                 if f is not None and f.get("tenant") == tenant]
+        page = owned[:limit]
+        next_cursor = f"{page[-1][1]}:{page[-1][0]}" if len(owned) > limit else None
+        return [render_job(job_id, f, now) for job_id, _, f in page], next_cursor
+
+    def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
+        """Cancel the tenant's job: chunks not started are skipped, scored ones stay readable."""
+        self._owned(tenant, job_id)
+        self.store.close(job_id, "cancelled", "cancelled by the client")
+        return self._render(job_id, self._fields(job_id))
+
+    def iter_result_tables(self, tenant: str, job_id: str) -> Iterator[pa.Table]:
+        """Scored rows of every committed chunk, in input order (also while the job still runs)."""
+        return self._iter_tables(tenant, job_id, "result")
+
+    def iter_error_tables(self, tenant: str, job_id: str) -> Iterator[pa.Table]:
+        """Row errors (row, column, message) of every committed chunk, in input order."""
+        return self._iter_tables(tenant, job_id, "errors")
+
+    def queued_rows(self) -> int:
+        """Rows staged but not yet scored, over every open job (for backpressure on new uploads)."""
+        job_ids = self.store.active_jobs()
+        total = 0
+        for fields in self.store.many_fields(job_ids):
+            if fields and fields.get("state") in OPEN_STATES:
+                total += _int(fields, "rows_staged") - _int(fields, "rows_scored") - _int(fields, "rows_failed")
+        return max(total, 0)
+
+    def _iter_tables(self, tenant: str, job_id: str, kind: str) -> Iterator[pa.Table]:
+        self._owned(tenant, job_id)
+        keys = self.store.keys(job_id)
+        key_of = keys.result if kind == "result" else keys.errors
+        for index in self.store.committed(job_id):
+            payload = self.store.payload(key_of(index))
+            if payload is not None:
+                yield decode_table(payload)
+
+    def _fields(self, job_id: str) -> dict[str, str]:
+        fields = self.store.fields(job_id)
+        if fields is None:
+            raise self._missing(job_id)
+        return fields
+
+    def _owned(self, tenant: str, job_id: str) -> dict[str, str]:
+        """The job's fields if it exists and belongs to `tenant`."""
+        expiry = id_expiry(job_id)
+        if expiry is None:
+            raise JobNotFound(job_id)
+        if expiry <= time.time():
+            raise JobExpired(job_id, _iso(expiry) or "")
+        fields = self._fields(job_id)
+        if fields.get("tenant") != tenant:
+            raise JobNotFound(job_id)
+        return fields
+
+    def _missing(self, job_id: str) -> Exception:
+        """JobExpired when the id's expiry is (nearly) past, else JobNotFound."""
+        expiry = id_expiry(job_id)
+        if expiry is not None and expiry <= time.time() + CLOCK_SKEW_SECONDS:
+            return JobExpired(job_id, _iso(expiry) or "")
+        return JobNotFound(job_id)
+
+    def _render(self, job_id: str, fields: dict[str, str]) -> dict[str, Any]:
+        return render_job(job_id, fields, time.time())
+

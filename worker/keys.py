@@ -1,0 +1,104 @@
+"""Job ids that carry their expiry time, and the names of every Redis key a job owns."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ID_RE = re.compile(r"^([0-9a-z]{1,13})-([0-9a-f]{20})$")
+
+
+def _base36(value: int) -> str:
+    """Non-negative integer in lowercase base 36."""
+    out = ""
+    while True:
+        value, digit = divmod(value, 36)
+        out = _DIGITS[digit] + out
+        if value == 0:
+            return out
+
+
+def new_job_id(expires_at: int) -> str:
+    """A fresh id `<base36 expiry epoch seconds>-<80 random bits>`: its expiry is readable with nothing stored."""
+    return f"{_base36(expires_at)}-{secrets.token_hex(10)}"
+
+
+def id_expiry(job_id: str) -> int | None:
+    """Expiry epoch seconds encoded in `job_id`, or None when the text is not a job id at all."""
+    match = _ID_RE.match(job_id)
+    return int(match.group(1), 36) if match else None
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """Every key of one job; all of them expire at the same instant, the job's `expires_at`."""
+
+    prefix: str
+    job_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:job:{self.job_id}"
+
+    @property
+    def job(self) -> str:
+        """Hash: state, counters, timestamps, options."""
+        return self.base
+
+    @property
+    def committed(self) -> str:
+        """Set of committed chunk indexes (the exactly-once guard)."""
+        return f"{self.base}:committed"
+
+    @property
+    def chunks(self) -> str:
+        """Hash chunk index -> "first_row,rows" recorded when the chunk is staged."""
+        return f"{self.base}:chunks"
+
+    @property
+    def attempts(self) -> str:
+        """Hash chunk index -> number of times a worker started it."""
+        return f"{self.base}:attempts"
+
+    @property
+    def leases(self) -> str:
+        """Hash chunk index -> "hostname|pid|started_at|attempt" of the worker scoring it now."""
+        return f"{self.base}:leases"
+
+    @property
+    def reasons(self) -> str:
+        """Hash chunk index -> last failure reason of an attempt."""
+        return f"{self.base}:reasons"
+
+    def staged(self, index: int | str) -> str:
+        """Staged input of a chunk (deleted when the chunk commits or the job closes)."""
+        return f"{self.base}:in:{index}"
+
+    def result(self, index: int | str) -> str:
+        """Scored rows of a committed chunk."""
+        return f"{self.base}:res:{index}"
+
+    def errors(self, index: int | str) -> str:
+        """Row errors of a committed chunk (absent when it has none)."""
+        return f"{self.base}:err:{index}"
+
+    def all_fixed(self) -> list[str]:
+        """The per-job keys whose names do not depend on a chunk index, job hash first."""
+        return [self.job, self.committed, self.chunks, self.attempts, self.leases, self.reasons]
+
+
+def tenant_index(prefix: str, tenant: str) -> str:
+    """Sorted set of one tenant's job ids scored by creation time in microseconds."""
+    return f"{prefix}:tenant:{tenant}:jobs"
+
+
+def active_index(prefix: str) -> str:
+    """Sorted set of jobs not yet finished, scanned by the reaper and for backpressure."""
+    return f"{prefix}:jobs:active"
+
+
+def reaper_lock(prefix: str) -> str:
+    """Lock key so one reaper pass runs at a time across all workers."""
+    return f"{prefix}:reaper:lock"

@@ -1,0 +1,39 @@
+-- KEYS: job, committed, result, errors, staged input, leases, active index
+-- ARGV: job_id, index, result payload ('' = none), errors payload ('' = none), rows_scored, rows_failed, now
+-- Commits a chunk exactly once: result, errors, counters and the job's state change together, or nothing.
+-- Returns 'committed', 'finished' (this commit completed the job), 'ignored' (already committed),
+-- a closed state (cancelled/failed: the result is discarded), or 'gone'.
+local job, committed, result, errors, staged, leases, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local job_id, index, res_payload, err_payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rows_scored, rows_failed, now = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local state = redis.call('HGET', job, 'state')
+if not state then
+    return 'gone'
+end
+if not is_open(state) then
+    return state
+end
+if redis.call('SADD', committed, index) == 0 then
+    return 'ignored'
+end
+local expires_at = redis.call('HGET', job, 'expires_at')
+redis.call('EXPIREAT', committed, expires_at)
+if res_payload ~= '' then
+    redis.call('SET', result, res_payload, 'EXAT', expires_at)
+end
+if err_payload ~= '' then
+    redis.call('SET', errors, err_payload, 'EXAT', expires_at)
+end
+redis.call('DEL', staged)
+redis.call('HDEL', leases, index)
+redis.call('HINCRBY', job, 'rows_scored', rows_scored)
+redis.call('HINCRBY', job, 'rows_failed', rows_failed)
+redis.call('HINCRBY', job, 'chunks_done', 1)
+redis.call('HSET', job, 'last_activity', now)
+if state == 'queued' then
+    redis.call('HSET', job, 'state', 'running', 'started_at', now)
+end
+if maybe_finish(job, active, job_id, now) then
+    return 'finished'
+end
+return 'committed'

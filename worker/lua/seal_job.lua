@@ -1,0 +1,17 @@
+-- KEYS: job, active index
+-- ARGV: job_id, rows_total, chunks_total, now
+-- Marks the upload complete; succeeds the job at once if every chunk already committed.
+-- Returns the job's state after the call, or 'gone'.
+local job, active = KEYS[1], KEYS[2]
+local job_id, rows_total, chunks_total, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local state = redis.call('HGET', job, 'state')
+if not state then
+    return 'gone'
+end
+if not is_open(state) or redis.call('HGET', job, 'sealed') == '1' then
+    return state
+end
+redis.call('HSET', job, 'sealed', '1', 'rows_total', rows_total, 'chunks_total', chunks_total,
+    'upload_heartbeat', now, 'last_activity', now)
+maybe_finish(job, active, job_id, now)
+return redis.call('HGET', job, 'state')

@@ -1,0 +1,116 @@
+"""The reaper: requeues chunks whose worker vanished and fails jobs that can no longer finish.
+
+It needs no extra service: every worker's main process runs `ReaperThread`, and a Redis lock (SET NX EX)
+lets one pass run per interval across the whole cluster. `JobService.get` also checks the job it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from predictq.settings import Settings
+from worker.job_store import OPEN_STATES, JobStore
+from worker.keys import reaper_lock
+from worker.processing import Enqueue
+
+log = logging.getLogger(__name__)
+
+# A lease is stale once older than the hard time limit plus this margin: by then Celery has killed the task.
+LEASE_GRACE_SECONDS = 5
+
+
+@dataclass
+class ReapReport:
+    """What one pass did."""
+
+    requeued: list[tuple[str, int]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    forgotten: list[str] = field(default_factory=list)
+
+
+def stuck_reason(fields: dict[str, str], settings: Settings, now: float) -> str | None:
+    """Why an open job can no longer finish (its upload went silent, or nothing moved for too long), or None."""
+    if fields.get("state") not in OPEN_STATES:
+        return None
+    if fields.get("sealed") != "1" and now - float(fields["upload_heartbeat"]) > settings.upload_idle_seconds:
+        return (f"upload interrupted: no data arrived for {settings.upload_idle_seconds}s "
+                "and the upload never completed")
+    if now - float(fields["last_activity"]) > settings.stuck_job_seconds:
+        return f"job stuck: no chunk started or finished for {settings.stuck_job_seconds}s"
+    return None
+
+
+def fail_if_stuck(store: JobStore, settings: Settings, job_id: str, fields: dict[str, str]) -> str | None:
+    """Fail the job when `stuck_reason` says so; returns the reason given."""
+    reason = stuck_reason(fields, settings, time.time())
+    if reason is not None and store.close(job_id, "failed", reason) == "failed":
+        log.warning("job %s failed by the reaper: %s", job_id, reason)
+        return reason
+    return None
+
+
+def requeue_stale_leases(store: JobStore, settings: Settings, job_id: str, enqueue: Enqueue, now: float) -> list[int]:
+    """Requeue chunks whose lease outlived the hard time limit (the next start counts another attempt)."""
+    limit = settings.task_time_limit + LEASE_GRACE_SECONDS
+    requeued = []
+    for index, lease in sorted(store.leases(job_id).items()):
+        if now - lease.started_at <= limit:
+            continue
+        reason = (f"attempt {lease.attempt} on {lease.hostname} (pid {lease.pid}) held the chunk for more than "
+                  f"{settings.task_time_limit}s without a result")
+        if store.release_lease(job_id, index, lease.raw, reason):
+            enqueue(job_id, index)
+            requeued.append(index)
+    return requeued
+
+
+def reap_once(store: JobStore, settings: Settings, enqueue: Enqueue) -> ReapReport:
+    """One pass over the active jobs: drop closed or expired ones, requeue stale chunks, fail stuck jobs."""
+    report = ReapReport()
+    job_ids = store.active_jobs()
+    for job_id, fields in zip(job_ids, store.many_fields(job_ids), strict=True):
+        if fields is None or fields.get("state") not in OPEN_STATES:
+            store.forget_active(job_id)
+            report.forgotten.append(job_id)
+            continue
+        now = time.time()
+        report.requeued += [(job_id, i) for i in requeue_stale_leases(store, settings, job_id, enqueue, now)]
+        reason = fail_if_stuck(store, settings, job_id, fields)
+        if reason is not None:
+            report.failed[job_id] = reason
+    return report
+
+
+def try_reap(store: JobStore, settings: Settings, enqueue: Enqueue) -> ReapReport | None:
+    """Run a pass unless another process ran one within the last interval."""
+    # The lock is never released early: it spaces passes by the interval across every worker.
+    if not store.redis.set(reaper_lock(store.prefix), "1", nx=True, ex=settings.reaper_interval_seconds):
+        return None
+    return reap_once(store, settings, enqueue)
+
+
+class ReaperThread(threading.Thread):
+    """Daemon thread calling `try_reap` every `reaper_interval_seconds` until stopped."""
+
+    def __init__(self, store: JobStore, settings: Settings, enqueue: Enqueue) -> None:
+        super().__init__(name="predictq-reaper", daemon=True)
+        self.store, self.settings, self.enqueue = store, settings, enqueue
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Loop until `stop`; a failed pass (Redis down, say) is logged and retried next interval."""
+        while not self._stop_event.wait(self.settings.reaper_interval_seconds):
+            try:
+                report = try_reap(self.store, self.settings, self.enqueue)
+            except Exception:
+                log.exception("reaper pass failed; retrying in %ss", self.settings.reaper_interval_seconds)
+                continue
+            if report and (report.requeued or report.failed):
+                log.warning("reaper: requeued %s, failed %s", report.requeued, report.failed)
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current pass."""
+        self._stop_event.set()

@@ -1,0 +1,72 @@
+"""Compact binary forms of what a job keeps in Redis: staged inputs, result chunks, row-error chunks.
+
+Every table is Arrow IPC (stream format) with zstd-compressed buffers: it keeps the dtypes the readers
+produced, decodes without parsing text, and costs a few bytes per numeric cell.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from model.errors import RowError
+
+_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+_STAGED_MAGIC = b"PQS1"
+_LENGTH = struct.Struct(">Q")
+
+ERROR_SCHEMA = pa.schema([("row", pa.int64()), ("column", pa.string()), ("message", pa.string())])
+
+
+class StagingError(ValueError):
+    """A stored payload is not one this module wrote (truncated or foreign bytes)."""
+
+
+def encode_table(table: pa.Table) -> bytes:
+    """Arrow IPC stream bytes of `table`, buffers compressed with zstd."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_WRITE_OPTIONS) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_table(payload: bytes) -> pa.Table:
+    """The table `encode_table` wrote."""
+    try:
+        return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StagingError(f"stored table cannot be decoded: {exc}") from exc
+
+
+def errors_table(errors: Sequence[RowError]) -> pa.Table:
+    """Row errors as a table (row, column, message) sorted by row."""
+    table = pa.table(
+        {
+            "row": pa.array([e.row for e in errors], pa.int64()),
+            "column": pa.array([e.column for e in errors], pa.string()),
+            "message": pa.array([e.message for e in errors], pa.string()),
+        },
+        schema=ERROR_SCHEMA,
+    )
+    return table.sort_by("row")
+
+
+def encode_staged(table: pa.Table, errors: Sequence[RowError]) -> bytes:
+    """One payload holding a chunk's input table and its parse-time row errors."""
+    body = encode_table(table)
+    tail = encode_table(errors_table(errors)) if errors else b""
+    return _STAGED_MAGIC + _LENGTH.pack(len(body)) + body + tail
+
+
+def decode_staged(payload: bytes) -> tuple[pa.Table, pa.Table]:
+    """(input table, parse-error table) of a payload written by `encode_staged`."""
+    if payload[:4] != _STAGED_MAGIC or len(payload) < 12:
+        raise StagingError("staged chunk payload has an unknown header")
+    (length,) = _LENGTH.unpack_from(payload, 4)
+    body, tail = payload[12 : 12 + length], payload[12 + length :]
+    if len(body) != length:
+        raise StagingError("staged chunk payload is truncated")
+    errors = decode_table(tail) if tail else ERROR_SCHEMA.empty_table()
+    return decode_table(body), errors

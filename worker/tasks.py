@@ -1,0 +1,81 @@
+"""Celery tasks (thin: ids in, job logic in worker.processing) and the per-process worker runtime."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+from celery import signals
+
+from predictq.settings import Settings
+from worker.celery_app import SCORE_CHUNK, app
+from worker.job_store import JobStore
+from worker.processing import ChunkProcessor, Enqueue
+from worker.reaper import ReaperThread
+
+log = logging.getLogger(__name__)
+
+_processor: ChunkProcessor | None = None
+_processor_lock = threading.Lock()
+_reaper: ReaperThread | None = None
+
+
+def enqueue_for(celery_app: Any, queue: str) -> Enqueue:
+    """A function that queues score_chunk(job_id, index) on `queue` through `celery_app`."""
+
+    def enqueue(job_id: str, index: int) -> None:
+        celery_app.send_task(SCORE_CHUNK, args=(job_id, index), queue=queue)
+
+    return enqueue
+
+
+def processor() -> ChunkProcessor:
+    """This process's chunk processor: the model is loaded once, on the first chunk."""
+    global _processor
+    if _processor is None:
+        with _processor_lock:
+            if _processor is None:
+                from model.scoring import load_scorer
+
+                settings = Settings.from_env()
+                store = JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
+                scorer = load_scorer(settings.model_path or None)
+                log.info("model %s (sha256 %s) loaded", scorer.version, scorer.sha256)
+                _processor = ChunkProcessor(
+                    store, scorer, settings.max_chunk_attempts, enqueue_for(app, settings.queue_name)
+                )
+    return _processor
+
+
+@app.task(name=SCORE_CHUNK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def score_chunk(job_id: str, index: int) -> str:
+    """Score chunk `index` of job `job_id` and commit it once; safe to run any number of times."""
+    outcome = processor().process(job_id, int(index))
+    log.info("job %s chunk %s: %s", job_id, index, outcome)
+    return outcome
+
+
+@signals.worker_process_init.connect
+def _forget_inherited_state(**_: Any) -> None:
+    """A forked pool process builds its own Redis connections rather than sharing the parent's sockets."""
+    global _processor
+    _processor = None
+
+
+@signals.worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    """Run the reaper in the worker's main process: no extra service, one pass at a time cluster-wide."""
+    global _reaper
+    settings = Settings.from_env()
+    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
+    _reaper = ReaperThread(store, settings, enqueue_for(app, settings.queue_name))
+    _reaper.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    """Stop the reaper thread with the worker."""
+    if _reaper is not None:
+        _reaper.stop()
