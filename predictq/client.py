@@ -14,7 +14,7 @@ import requests
 DEFAULT_URL = "http://127.0.0.1:1313"
 UPLOAD_BLOCK_BYTES = 256 * 1024
 DOWNLOAD_BLOCK_BYTES = 256 * 1024
-# Job states after which nothing changes any more (see worker.jobs); anything else is still moving.
+# Job states after which nothing changes any more (worker.job_store.CLOSED_STATES); anything else is still moving.
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 CONTENT_TYPES = {
     ".csv": "text/csv",
@@ -169,8 +169,8 @@ class Client:
 
 
 def job_state(job: Mapping[str, Any]) -> str:
-    """The job's state name from a status answer."""
-    return str(job.get("status") or job.get("state") or "unknown")
+    """The job's state name from a status answer (queued, running, succeeded, failed, cancelled)."""
+    return str(job.get("state") or "unknown")
 
 
 def job_fraction(job: Mapping[str, Any]) -> float:

@@ -1,0 +1,103 @@
+"""docker-compose.yml: valid against the compose specification, and shaped as the deployment needs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+
+def validate(document: dict[str, Any], schema: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(document)
+
+
+def test_compose_file_is_valid_before_and_after_interpolation(
+    compose_raw: dict[str, Any], compose: dict[str, Any], compose_schema: dict[str, Any]
+) -> None:
+    validate(compose_raw, compose_schema)
+    validate(compose, compose_schema)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda doc: doc["services"]["api"].update(ports="1313:1313"),
+        lambda doc: doc["services"]["redis"].update(healthcheck={"test": ["CMD", "x"], "interval": 5}),
+        lambda doc: doc["services"]["worker"].update(depends_on={"redis": {"condition": "when_ready"}}),
+        lambda doc: doc["services"]["api"].update(unknown_key=1),
+    ],
+)
+def test_schema_check_catches_broken_documents(
+    compose: dict[str, Any], compose_schema: dict[str, Any], breakage: Any
+) -> None:
+    broken = copy.deepcopy(compose)
+    breakage(broken)
+    with pytest.raises(jsonschema.ValidationError):
+        validate(broken, compose_schema)
+
+
+def test_redis_keeps_data_and_never_evicts(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    (volume,) = redis["volumes"]
+    name, target = volume.split(":")
+    assert (name, target) == ("redis-data", "/data")
+    assert name in compose["volumes"]
+    assert ":" in redis["image"] and not redis["image"].endswith(":latest")
+
+
+def test_api_publishes_1313_and_waits_for_healthy_redis(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert api["command"] == ["serve"]
+    assert api["ports"] == ["1313:1313"]
+    assert api["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert api["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert api["healthcheck"]["test"] == ["CMD", "python", "-m", "predictq.healthcheck", "api"]
+
+
+def test_worker_scales_and_takes_concurrency_from_environment(
+    compose_raw: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    worker = compose["services"]["worker"]
+    assert worker["command"] == ["worker"]
+    # `--scale worker=N` fails with a fixed container name or a published host port.
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert compose_raw["services"]["worker"]["environment"]["PREDICTQ_WORKER_CONCURRENCY"].startswith(
+        "${PREDICTQ_WORKER_CONCURRENCY"
+    )
+    assert worker["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "predictq.healthcheck", "worker"]
+    assert worker["image"] == compose["services"]["api"]["image"], "one image serves both roles"
+
+
+def test_flower_is_in_the_monitoring_profile_on_5555(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert flower["profiles"] == ["monitoring"]
+    assert flower["ports"] == ["5555:5555"]
+    assert "--broker=redis://redis:6379/0" in flower["command"]
+
+
+def test_every_service_restarts(compose: dict[str, Any]) -> None:
+    assert {name: svc.get("restart") for name, svc in compose["services"].items()} == dict.fromkeys(
+        compose["services"], "unless-stopped"
+    )
+
+
+def test_env_example_documents_every_variable_compose_reads(
+    compose_variables: set[str], env_example: dict[str, str]
+) -> None:
+    assert compose_variables - set(env_example) == set()
+
+
+def test_every_predictq_variable_in_env_example_is_read_by_settings(env_example: dict[str, str], root: Path) -> None:
+    """A misspelt variable in .env.example would be silently ignored."""
+    source = (root / "predictq" / "settings.py").read_text(encoding="utf-8")
+    unknown = {name for name in env_example if name.startswith("PREDICTQ_") and f'"{name}"' not in source}
+    assert unknown == {"PREDICTQ_IMAGE_TAG"}  # the only one compose reads itself (the image tag)
