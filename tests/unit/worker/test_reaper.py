@@ -1,0 +1,68 @@
+"""The reaper requeues chunks whose worker vanished and fails jobs that cannot finish."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from model.readers import Chunk
+from worker.jobs import JobService
+from worker.reaper import reap_once, try_reap
+
+
+def staged_job(service: JobService, chunks: list[Chunk], seal: bool) -> str:
+    job_id = service.create("acme", fmt="csv")["id"]
+    for index, chunk in enumerate(chunks):
+        service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+    if seal:
+        service.seal(job_id, 600, len(chunks))
+    return job_id
+
+
+def test_a_lease_older_than_the_time_limit_is_requeued(
+    service: JobService, chunks: list[Chunk], settings: Any, queued: list
+) -> None:
+    job_id = staged_job(service, chunks, seal=True)
+    old = time.time() - settings.task_time_limit - 10
+    service.store.start_chunk(job_id, 0, f"h|7|{old!r}", 3, ("v", "s"))
+    service.store.start_chunk(job_id, 1, f"h|8|{time.time()!r}", 3, ("v", "s"))
+    queued.clear()
+    report = reap_once(service.store, settings, service.enqueue)
+    assert report.requeued == [(job_id, 0)] and queued == [(job_id, 0)]
+    assert list(service.store.leases(job_id)) == [1]
+    assert "held the chunk for more than" in service.store.redis.hget(service.store.keys(job_id).reasons, 0).decode()
+
+
+def test_an_upload_that_went_silent_is_failed(service: JobService, chunks: list[Chunk], settings: Any) -> None:
+    job_id = staged_job(service, chunks, seal=False)
+    assert reap_once(service.store, settings, service.enqueue).failed == {}
+    later = dataclasses.replace(settings, upload_idle_seconds=1)
+    time.sleep(1.1)
+    report = reap_once(service.store, later, service.enqueue)
+    assert list(report.failed) == [job_id]
+    job = service.get("acme", job_id)
+    assert job["state"] == "failed" and job["reason"].startswith("upload interrupted")
+    assert [service.store.staged_payload(job_id, i) for i in range(3)] == [None] * 3
+    assert job_id not in service.store.active_jobs()
+
+
+def test_reading_a_job_fails_a_dead_upload_without_any_worker(
+    service: JobService, chunks: list[Chunk], settings: Any, client: Any
+) -> None:
+    job_id = staged_job(service, chunks, seal=False)
+    service.settings = dataclasses.replace(settings, upload_idle_seconds=1)
+    time.sleep(1.1)
+    assert service.get("acme", job_id)["state"] == "failed"
+
+
+def test_a_job_without_progress_is_failed(service: JobService, chunks: list[Chunk], settings: Any) -> None:
+    job_id = staged_job(service, chunks, seal=True)
+    time.sleep(1.1)
+    report = reap_once(service.store, dataclasses.replace(settings, stuck_job_seconds=1), service.enqueue)
+    assert report.failed[job_id].startswith("job stuck")
+
+
+def test_one_pass_per_interval_across_processes(service: JobService, settings: Any) -> None:
+    assert try_reap(service.store, settings, service.enqueue) is not None
+    assert try_reap(service.store, settings, service.enqueue) is None
