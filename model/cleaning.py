@@ -33,10 +33,21 @@ def as_column(values: Any) -> Column:
         return values.combine_chunks()
     if isinstance(values, pa.Array):
         return values
+    if _holds_bool(values):
+        # pyarrow would read True as 1.0 in a column of numbers; a boolean is never a valid value here.
+        return pd.Series(values, dtype=object).to_numpy()
     try:
         return pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
         return pd.Series(values, dtype=object).to_numpy()
+
+
+def _holds_bool(values: Any) -> bool:
+    """Whether a Python sequence or object array holds a boolean (one C-level pass over the types)."""
+    if isinstance(values, pd.Series | np.ndarray) and values.dtype != object:
+        return False
+    kinds = set(map(type, values))
+    return bool in kinds or np.bool_ in kinds
 
 
 def value_at(column: Column, position: int) -> Any:

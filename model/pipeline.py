@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from model.cleaning import as_column, encode_levels, parse_numeric, value_at
 from model.errors import RowError, SchemaError
 from model.params import ModelParams
-from model.schema import dummy_name, numeric_kind
+from model.schema import RAW_COLUMNS, dummy_name, numeric_kind
 
 Frame = pd.DataFrame | pa.Table | Mapping[str, Any]
 
@@ -87,9 +87,11 @@ class RawCleaner(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return CleanBatch(values, ~bad.any(axis=1), errors)
 
     def _errors(self, raw: dict[str, Any], columns: list[str], bad: np.ndarray, rows: np.ndarray) -> list[RowError]:
-        """Word one RowError per bad cell, in row then column order (only failed cells are visited)."""
+        """Word one RowError per bad cell, in row then raw column order (only failed cells are visited)."""
         errors = []
-        for i, j in zip(*np.nonzero(bad), strict=True):
+        cells = np.nonzero(bad)
+        by_raw_order = np.lexsort((np.array([RAW_COLUMNS.index(c) for c in columns])[cells[1]], cells[0]))
+        for i, j in zip(cells[0][by_raw_order], cells[1][by_raw_order], strict=True):
             name = columns[j]
             errors.append(RowError(int(rows[i]), name, self._problem(name, value_at(raw[name], int(i)))))
         return errors
