@@ -259,8 +259,17 @@ class NoInterceptLogit(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """The linear predictor X @ coef."""
-        return X @ self.coef_
+        """The linear predictor X @ coef, summed feature by feature in a fixed order.
+
+        BLAS (and numpy's own reductions) pick different summation orders for one row and for many, which
+        changes the last bit; adding one feature column at a time makes a row's score independent of the
+        batch it arrives in.
+        """
+        columns = np.ascontiguousarray(X.T)
+        z = columns[0] * self.coef_[0]
+        for column, weight in zip(columns[1:], self.coef_[1:], strict=True):
+            z += column * weight
+        return z
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Columns P(y=0), P(y=1)."""
