@@ -141,7 +141,6 @@ class _Source:
         self.offset = 0  # bytes handed out so far (after the BOM)
         self.lines = 0  # newlines handed out so far
         self.eof = False
-        self.closed = False
 
     def read(self, n: int = -1) -> bytes:
         """Up to `n` bytes (fewer only at the end of the stream)."""
@@ -158,21 +157,10 @@ class _Source:
         data = b"".join(parts)
         if not self._started:
             self._started = True
-            if data.startswith(_BOM):
-                data = data[len(_BOM) :]
-            elif _BOM.startswith(data[:3]) and data and not self.eof:
-                data = self._complete_bom(data)
+            # the first read is a full block (or the whole body), so a BOM is never split
+            data = data.removeprefix(_BOM)
         self._check(data)
         return data
-
-    def _complete_bom(self, data: bytes) -> bytes:
-        """A first read shorter than the BOM: read on until it is decided."""
-        while len(data) < len(_BOM) and not self.eof:
-            more = self._stream.read(len(_BOM) - len(data))
-            if not more:
-                self.eof = True
-            data += more
-        return data[len(_BOM) :] if data.startswith(_BOM) else data
 
     def _check(self, data: bytes) -> None:
         """Enforce max_bytes and UTF-8 on the bytes about to be handed out; count their lines."""
@@ -187,15 +175,6 @@ class _Source:
             raise ReadError("not_utf8", f"the body is not valid UTF-8 at byte offset {at}", line=line) from None
         self.offset += len(data)
         self.lines += data.count(b"\n")
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class _Prefixed:
@@ -213,15 +192,6 @@ class _Prefixed:
                 data += self._source.read(n - len(data))
             return data
         return self._source.read(n)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
 
 
 # --- pieces and chunk assembly -----------------------------------------------------------------------
@@ -339,8 +309,8 @@ def _type_values(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray)
     if array is not None:
         if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type):
             return _finite(array.cast(pa.float64(), safe=False), rows, name, bad)
-        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-            return array.cast(pa.string()), []
+        if pa.types.is_string(array.type):
+            return array, []
     return _type_mixed(items, rows, name, bad)
 
 
@@ -374,7 +344,7 @@ def _scalar_problem(item: Any) -> str | None:
         return "an object where a number or text belongs"
     if isinstance(item, list):
         return "a list where a number or text belongs"
-    if isinstance(item, float | int) and not math.isfinite(_as_float(item)):
+    if isinstance(item, float | int) and math.isinf(_as_float(item)):
         return "not a finite number"
     return None
 
