@@ -31,3 +31,6 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+# Gunicorn's runtime control socket lives at one path per user: several servers on one host (tests, `predictq up`
+# beside a container) would fight over it, and nothing here uses it.
+control_socket_disable = True

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from predictq.localredis import PrivateRedis, redis_answers
+from predictq.localredis import free_port, redis_answers, redis_server_binary
 from predictq.settings import Settings
 
 WSGI_TARGET = "api.wsgi:app"
@@ -49,6 +49,22 @@ def celery_worker_argv(settings: Settings, concurrency: int | None = None, node:
         "--concurrency", str(concurrency or settings.worker_concurrency),
         "--hostname", node,
         "--loglevel", settings.log_level.upper(),
+    ]
+
+
+def private_redis_argv(workdir: Path, port: int) -> list[str]:
+    """A loopback-only redis-server keeping an append-only file in `workdir`, refusing writes when full."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return [
+        redis_server_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "yes",
+        "--dir", str(workdir),
+        "--maxmemory-policy", "noeviction",
+        "--daemonize", "no",
+        "--loglevel", "warning",
     ]
 
 
@@ -121,7 +137,7 @@ class Stack:
     log_dir: Path | None = None
     redis_url: str = ""
     api_key: str | None = None
-    redis: PrivateRedis | None = field(default=None, init=False)
+    redis: Child | None = field(default=None, init=False)
     children: list[Child] = field(default_factory=list, init=False)
 
     @property
@@ -133,9 +149,18 @@ class Stack:
         if not self.private_redis and redis_answers(self.settings.redis_url):
             return self.settings.redis_url
         assert self.log_dir is not None
-        self.redis = PrivateRedis(appendonly=True, workdir=self.log_dir / "redis")
-        self.redis.workdir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-        return self.redis.start().url
+        # Supervised like the other children (own process group) so a terminal's Ctrl-C cannot stop Redis
+        # before the workers have finished with it.
+        port = free_port()
+        self.redis = Child("redis", private_redis_argv(self.log_dir / "redis", port), self.log_dir / "redis.log")
+        self.redis.start(os.environ)
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 15
+        while not redis_answers(url, timeout=0.2):
+            if not self.redis.alive() or time.monotonic() > deadline:
+                raise StackError(f"private redis-server did not start:\n{self.redis.log_tail()}")
+            time.sleep(0.05)
+        return url
 
     def _child_env(self) -> dict[str, str]:
         """The children's environment: ours, plus the Redis URL and (when auth is on and unset) a fresh key."""
@@ -199,8 +224,9 @@ class Stack:
         for child in api_first:
             child.kill_group()
         if self.redis is not None:
-            self.redis.stop()
-            self.redis = None
+            self.redis.terminate()
+            _wait_exit([self.redis], grace)
+            self.redis.kill_group()
 
     def run_until_signal(self, poll: float = 0.5) -> int:
         """Block until SIGINT/SIGTERM (exit 0) or a child dies (exit 1), then stop everything."""
