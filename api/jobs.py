@@ -9,14 +9,15 @@ from itertools import chain
 from typing import Any
 
 from flask import Blueprint, Response, g, request, stream_with_context, url_for
-from model.writers import iter_encoded
 
 from api.errors import ApiError, read_error_to_api
 from api.limits import check_backpressure
+from api.metrics import api_metrics
 from api.responses import json_response
 from api.services import require_tenant, services
 from api.uploads import open_upload
-from model.readers import ReadError, iter_chunks
+from model.readers import Chunk, ReadError, iter_chunks
+from model.writers import iter_encoded
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -56,21 +57,39 @@ def _passthrough() -> str | None:
     return name
 
 
-def _stage_upload(job_id: str, stream: Any, fmt: str, passthrough: str | None) -> tuple[int, int]:
-    """Parse the body chunk by chunk and stage each chunk at once, so workers start while the upload goes on."""
+class UploadStopped(Exception):
+    """The job was closed (cancelled or failed) while its upload was still being staged."""
+
+
+def _read_chunks(stream: Any, fmt: str, passthrough: str | None) -> Iterator[Chunk]:
+    """The upload's chunks; the first is read at once, so a bad header or first record is refused before a job
+    exists."""
     svc = services()
-    rows_total = chunks_total = 0
-    for chunk in iter_chunks(
+    chunks = iter_chunks(
         stream,
         fmt,
         columns=list(svc.scorer.required_columns),
         chunk_rows=svc.settings.chunk_rows,
         passthrough=passthrough,
         max_bytes=svc.settings.max_upload_bytes,
-    ):
-        svc.jobs.stage_chunk(job_id, chunks_total, chunk.table, chunk.errors)
+    )
+    try:
+        first = next(chunks)
+    except ReadError as exc:
+        raise read_error_to_api(exc) from None
+    return chain([first], chunks)
+
+
+def _stage_upload(job_id: str, chunks: Iterator[Chunk]) -> tuple[int, int]:
+    """Stage each chunk as soon as it is parsed, so workers start scoring while the upload goes on."""
+    jobs_service = services().jobs
+    rows_total = chunks_total = 0
+    for chunk in chunks:
+        if not jobs_service.stage_chunk(job_id, chunks_total, chunk.table, chunk.errors):
+            raise UploadStopped(job_id)
         rows_total += chunk.rows
         chunks_total += 1
+        api_metrics().uploaded_rows.inc(chunk.rows)
     return rows_total, chunks_total
 
 
@@ -81,16 +100,23 @@ def submit_job() -> Response:
     check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows)
     passthrough = _passthrough()
     stream, fmt = open_upload(request, svc.settings.max_upload_bytes)
-    job = svc.jobs.create(g.tenant, fmt=fmt, passthrough=passthrough)
+    chunks = _read_chunks(stream, fmt, passthrough)
+    scorer = svc.scorer
+    job = svc.jobs.create(g.tenant, fmt=fmt, passthrough=passthrough,
+                          model={"version": scorer.version, "sha256": scorer.sha256})
     try:
-        rows_total, chunks_total = _stage_upload(job["id"], stream, fmt, passthrough)
+        rows_total, chunks_total = _stage_upload(job["id"], chunks)
         svc.jobs.seal(job["id"], rows_total, chunks_total)
+    except UploadStopped:
+        closed = present(svc.jobs.get(g.tenant, job["id"]))
+        raise ApiError(409, "job_closed", f"job {job['id']} was {closed['state']} during its upload",
+                       {"job": closed}) from None
     except ReadError as exc:
         svc.jobs.abort_upload(job["id"], f"{exc.code}: {exc.message}")
         raise read_error_to_api(exc) from None
     except BaseException as exc:
-        # Whatever stopped the upload (413, client gone, a bug), the half-staged job must not stay "uploading".
-        svc.jobs.abort_upload(job["id"], getattr(exc, "code", None) or type(exc).__name__)
+        # Whatever stopped the upload (413, client gone, a bug), the half-staged job must not stay open.
+        svc.jobs.abort_upload(job["id"], f"upload failed: {getattr(exc, 'code', None) or type(exc).__name__}")
         raise
     body = present(svc.jobs.get(g.tenant, job["id"]))
     return json_response(body, 202, {"Location": body["links"]["self"]})

@@ -29,6 +29,8 @@ def build_limiter(app: Flask, settings: Settings, storage_uri: str, enabled: boo
         enabled=enabled,
     )
     limiter.init_app(app)
+    # Limits hold the limiter weakly; a disabled limiter is not kept by init_app, so the app keeps it.
+    app.extensions["predictq_limiter"] = limiter
     return limiter
 
 

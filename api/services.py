@@ -7,6 +7,8 @@ from typing import Any
 
 import redis
 from flask import current_app
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from api.auth import KeyRing, authenticate
 from predictq.settings import Settings
@@ -47,8 +49,12 @@ class Services:
         if self._redis is None:
             with self._lock:
                 if self._redis is None:
+                    # Bounded retries: a request (or a readiness probe) waits at most about a second on Redis.
                     self._redis = redis.Redis.from_url(
-                        self.settings.redis_url, socket_connect_timeout=2, health_check_interval=30
+                        self.settings.redis_url,
+                        socket_connect_timeout=2,
+                        health_check_interval=30,
+                        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
                     )
         return self._redis
 

@@ -14,6 +14,9 @@ from flask.testing import FlaskClient
 from api.app import create_app
 from model.scoring import Scorer, load_scorer
 from predictq.settings import Settings
+from worker.job_store import JobStore
+from worker.jobs import JobService
+from worker.processing import ChunkProcessor
 
 GOOD_ROW: dict[str, Any] = {
     "x5": "monday", "x12": "$1,234.50", "x31": "asia", "x44": 0.5, "x53": 1.25,
@@ -43,12 +46,20 @@ AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
-def make_app(scorer: Scorer, fake_redis: fakeredis.FakeRedis) -> AppFactory:
-    """Build an app with settings overrides (auth disabled unless asked) on fakeredis and in-memory limits."""
+def enqueued() -> list[tuple[str, int]]:
+    """(job id, chunk index) pairs the API queued for scoring, in order."""
+    return []
+
+
+@pytest.fixture
+def make_app(scorer: Scorer, fake_redis: fakeredis.FakeRedis, enqueued: list[tuple[str, int]]) -> AppFactory:
+    """Build an app with settings overrides (auth disabled unless asked) on fakeredis and in-memory limits;
+    the job service records enqueued chunks instead of sending them to a broker."""
 
     def build(test_config: dict[str, Any] | None = None, **overrides: Any) -> Flask:
         settings = replace(Settings(), **{"auth_mode": "disabled", **overrides}).validated()
-        services: dict[str, Any] = {"scorer": scorer, "redis": fake_redis}
+        jobs = JobService(fake_redis, settings, enqueue=lambda job_id, index: enqueued.append((job_id, index)))
+        services: dict[str, Any] = {"scorer": scorer, "redis": fake_redis, "jobs": jobs}
         config = {"TESTING": True, "SERVICES": services, "RATELIMIT_STORAGE_URI": "memory://", **(test_config or {})}
         return create_app(settings, config)
 
@@ -56,6 +67,31 @@ def make_app(scorer: Scorer, fake_redis: fakeredis.FakeRedis) -> AppFactory:
 
 
 @pytest.fixture
+def score_queued(scorer: Scorer, fake_redis: fakeredis.FakeRedis, enqueued: list[tuple[str, int]]) -> Callable[[], int]:
+    """Run the worker's chunk processing in-process for every queued chunk; returns how many ran."""
+
+    def run() -> int:
+        processor = ChunkProcessor(JobStore(fake_redis, Settings().key_prefix), scorer, 3, lambda j, i: None)
+        done = 0
+        while enqueued:
+            processor.process(*enqueued.pop(0))
+            done += 1
+        return done
+
+    return run
+
+
+@pytest.fixture
 def client(make_app: AppFactory) -> FlaskClient:
     """A test client of the default app (auth disabled: tenant "default")."""
     return make_app().test_client()
+
+
+@pytest.fixture
+def make_rows(good_row: dict[str, Any]) -> Callable[[int], list[dict[str, Any]]]:
+    """`n` synthetic rows that differ in x44 and carry a client id column `cid`."""
+
+    def build(n: int) -> list[dict[str, Any]]:
+        return [{**good_row, "x44": i / 7, "cid": f"c{i}"} for i in range(n)]
+
+    return build

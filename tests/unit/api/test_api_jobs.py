@@ -1,0 +1,231 @@
+"""/v1/jobs on fakeredis with the real readers, writers, job service and in-process chunk scoring."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import orjson
+import pytest
+
+from worker.keys import new_job_id
+
+KEY_A, KEY_B = {"X-API-Key": "ka"}, {"X-API-Key": "kb"}
+
+
+def to_csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def to_ndjson(rows: list[dict]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def multipart_body(data: bytes, filename: str, content_type: str) -> tuple[bytes, str]:
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(auth_mode="required", api_keys="ka:acme,kb:globex", chunk_rows=4)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def submit(client, body: bytes, content_type: str, headers=KEY_A, query: str = ""):
+    return client.post(f"/v1/jobs{query}", data=body, headers={**headers, "Content-Type": content_type})
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json", "multipart"])
+def test_round_trip_in_input_order_matches_in_process_scoring(client, make_rows, scorer, score_queued, enqueued, fmt):
+    rows = make_rows(10)
+    body, ctype = {
+        "csv": (to_csv(rows), "text/csv"),
+        "ndjson": (to_ndjson(rows), "application/x-ndjson"),
+        "json": (orjson.dumps(rows), "application/json"),
+        "multipart": multipart_body(to_csv(rows), "rows.csv", "text/csv"),
+    }[fmt]
+    response = submit(client, body, ctype, query="?id_column=cid")
+    assert response.status_code == 202
+    job = response.get_json()
+    assert response.headers["Location"] == f"/v1/jobs/{job['id']}" == job["links"]["self"]
+    assert (job["state"], job["rows_total"], job["chunks_total"], job["upload_complete"]) == ("queued", 10, 3, True)
+    assert job["model"] == {"version": scorer.version, "sha256": scorer.sha256}
+    assert len(enqueued) == 3
+    assert score_queued() == 3
+
+    polled = client.get(job["links"]["self"], headers=KEY_A).get_json()
+    assert (polled["state"], polled["outcome"], polled["rows_done"], polled["progress"]) == (
+        "succeeded", "all_rows_scored", 10, 1.0)
+    results = client.get(job["links"]["results"], headers=KEY_A).get_json()
+    expected = scorer.score_records(rows).to_records()
+    assert [r["row"] for r in results] == list(range(10))
+    assert [r["cid"] for r in results] == [f"c{i}" for i in range(10)]
+    assert [r["phat"] for r in results] == pytest.approx([e["phat"] for e in expected], rel=1e-12)
+    assert list(results[0]) == sorted(results[0])
+
+
+def test_results_formats_by_query_and_accept(client, make_rows, score_queued):
+    job = submit(client, to_csv(make_rows(5)), "text/csv").get_json()
+    score_queued()
+    url = job["links"]["results"]
+    as_csv = client.get(url + "?format=csv", headers=KEY_A)
+    assert as_csv.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in as_csv.headers["Content-Disposition"]
+    assert len(as_csv.get_data(as_text=True).strip().splitlines()) == 6
+    as_ndjson = client.get(url, headers={**KEY_A, "Accept": "application/x-ndjson"})
+    assert as_ndjson.mimetype == "application/x-ndjson"
+    assert [orjson.loads(line)["row"] for line in as_ndjson.get_data().splitlines()] == [0, 1, 2, 3, 4]
+    assert client.get(url + "?format=xml", headers=KEY_A).status_code == 400
+
+
+def test_row_errors_are_listed_and_other_rows_score(client, make_rows, score_queued):
+    rows = make_rows(6)
+    rows[2]["x5"] = "someday"
+    body = to_ndjson(rows).replace(b'"c4"}', b'"c4"')  # line 5 is not JSON
+    job = submit(client, body, "application/x-ndjson").get_json()
+    score_queued()
+    polled = client.get(job["links"]["self"], headers=KEY_A).get_json()
+    assert (polled["outcome"], polled["rows_failed"]) == ("some_rows_failed", 2)
+    errors = client.get(job["links"]["errors"], headers=KEY_A).get_json()
+    assert [(e["row"], e["column"]) for e in errors] == [(2, "x5"), (4, None)]
+    results = client.get(job["links"]["results"], headers=KEY_A).get_json()
+    assert [r["row"] for r in results] == [0, 1, 3, 5]
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "code"),
+    [
+        (b"x5,x12\nmonday,1\n", "text/csv", 400, "missing_columns"),
+        (b"", "text/csv", 400, "empty"),
+        (b"x5;x12;x31;x44;x53;x56;x58;x62;x81;x91\n", "text/csv", 400, "delimiter"),
+        (b'[{"x5": "monday"}]', "application/json", 400, "missing_columns"),
+        (b'[{"x5": 1,', "application/json", 400, "malformed"),
+        (b"[" * 3000, "application/json", 400, "too_deep"),
+        (b"\xff\xfe\x00garbage\n", "application/x-ndjson", 400, "not_utf8"),
+        (b"a,b\n", "text/plain", 415, "unsupported_media_type"),
+        (b"a,b\n", "", 415, "unsupported_media_type"),
+    ],
+)
+def test_bad_uploads_are_refused_before_a_job_exists(client, body, ctype, status, code):
+    response = submit(client, body, ctype)
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+    assert client.get("/v1/jobs", headers=KEY_A).get_json()["items"] == []
+
+
+def test_missing_columns_are_named(client):
+    response = submit(client, b"x5,x12,x31\nmonday,1,asia\n", "text/csv")
+    assert "x44" in response.get_json()["error"]["message"]
+
+
+def test_a_failure_after_the_first_chunk_fails_the_job(client, make_rows):
+    body = orjson.dumps(make_rows(9))[:-40] + b"]]]"
+    response = submit(client, body, "application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "malformed"
+    [job] = client.get("/v1/jobs", headers=KEY_A).get_json()["items"]
+    assert job["state"] == "failed"
+
+
+def test_declared_oversize_is_413_at_once(make_app, make_rows):
+    client = make_app(max_upload_bytes=100).test_client()
+    response = client.post("/v1/jobs", data=to_csv(make_rows(5)), content_type="text/csv")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "too_large"
+
+
+def test_streamed_oversize_is_413_and_the_job_fails(make_app):
+    # Past the reader's first 1 MiB block, so the job exists and has chunks staged when the limit is passed.
+    limit = 1_500_000
+    app = make_app(max_upload_bytes=limit, chunk_rows=1000)
+    body = to_ndjson([{"x5": "monday", "x12": 1, "x31": "asia", "x44": 1, "x53": 1, "x56": 1, "x58": 1, "x62": 1,
+                       "x81": "July", "x91": 1}] * 20_000)
+    assert len(body) > limit
+    client = app.test_client()
+    # No Content-Length (a chunked upload, as gunicorn presents it): the limit is found by counting while reading.
+    response = client.post(
+        "/v1/jobs",
+        input_stream=io.BytesIO(body),
+        headers={"Content-Type": "application/x-ndjson", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "too_large"
+    [job] = client.get("/v1/jobs").get_json()["items"]
+    assert job["state"] == "failed"
+    assert job["chunks_total"] > 0
+
+
+def test_backpressure_refuses_new_jobs_with_retry_after(make_app, make_rows):
+    client = make_app(max_queued_rows=5).test_client()
+    assert client.post("/v1/jobs", data=to_csv(make_rows(6)), content_type="text/csv").status_code == 202
+    refused = client.post("/v1/jobs", data=to_csv(make_rows(1)), content_type="text/csv")
+    assert refused.status_code == 503
+    assert refused.get_json()["error"]["code"] == "overloaded"
+    assert refused.headers["Retry-After"].isdigit()
+
+
+def test_another_tenants_job_is_404_everywhere(client, make_rows, score_queued):
+    job = submit(client, to_csv(make_rows(3)), "text/csv").get_json()
+    score_queued()
+    for method, suffix in [("get", ""), ("get", "/results"), ("get", "/errors"), ("delete", "")]:
+        response = getattr(client, method)(f"/v1/jobs/{job['id']}{suffix}", headers=KEY_B)
+        assert response.status_code == 404
+        assert "phat" not in response.get_data(as_text=True)
+    assert client.get("/v1/jobs", headers=KEY_B).get_json()["items"] == []
+    assert client.get(f"/v1/jobs/{job['id']}", headers=KEY_A).status_code == 200
+
+
+def test_cancel_keeps_scored_results(client, make_rows, enqueued, score_queued):
+    job = submit(client, to_csv(make_rows(10)), "text/csv").get_json()
+    first = enqueued[:1]
+    enqueued[:] = first
+    score_queued()
+    cancelled = client.delete(job["links"]["self"], headers=KEY_A)
+    assert cancelled.status_code == 200
+    assert cancelled.get_json()["state"] == "cancelled"
+    results = client.get(job["links"]["results"], headers=KEY_A).get_json()
+    assert [r["row"] for r in results] == [0, 1, 2, 3]
+
+
+def test_list_is_newest_first_and_paged(client, make_rows):
+    ids = [submit(client, to_csv(make_rows(1)), "text/csv").get_json()["id"] for _ in range(3)]
+    first = client.get("/v1/jobs?limit=2", headers=KEY_A).get_json()
+    assert [j["id"] for j in first["items"]] == ids[::-1][:2]
+    second = client.get(f"/v1/jobs?limit=2&cursor={first['next_cursor']}", headers=KEY_A).get_json()
+    assert [j["id"] for j in second["items"]] == [ids[0]]
+    assert second["next_cursor"] is None
+    for bad in ["0", "101", "x", "-1"]:
+        assert client.get(f"/v1/jobs?limit={bad}", headers=KEY_A).status_code == 400
+
+
+@pytest.mark.parametrize("job_id", ["nope", "a" * 300, "zzzzzzzz-0123456789abcdef0123", "x'%20OR%201=1"])
+def test_unknown_ids_are_404(client, job_id):
+    response = client.get(f"/v1/jobs/{job_id}", headers=KEY_A)
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "job_not_found"
+
+
+def test_expired_job_is_410(client):
+    response = client.get(f"/v1/jobs/{new_job_id(int(time.time()) - 10)}/results", headers=KEY_A)
+    assert response.status_code == 410
+    assert response.get_json()["error"]["code"] == "job_expired"
+
+
+def test_invalid_id_column_is_400(client, make_rows):
+    response = submit(client, to_csv(make_rows(1)), "text/csv", query="?id_column=%0a")
+    assert response.status_code == 400
