@@ -1,0 +1,261 @@
+"""Integration fixtures: real Celery worker processes against the session's private Redis.
+
+Reusable by every integration test:
+- `worker_settings`: Settings for this test (the session Redis, a queue of its own, small chunks, short
+  reaper/time limits). Override fields with `dataclasses.replace` in a test-local fixture of the same name.
+- `celery_workers`: a `CeleryWorkers` factory. `celery_workers.start()` runs
+  `python -m celery -A worker.celery_app worker -Q <queue> --pool prefork --concurrency 1` with the settings
+  exported as REDIS_URL / PREDICTQ_* and returns once the worker logged "ready"; `kill(node)` SIGKILLs it and
+  its pool processes; every worker still running is stopped (SIGTERM, then SIGKILL) after the test.
+- `job_service`: a JobService on those settings (tasks go through a real Celery producer).
+- `job_driver`: a `JobDriver` that submits a file through model.readers (scoring it in-process too, for
+  comparison), polls a job to a state, fetches result/error tables and checks rows exactly once.
+- `scorer`: the approved model in the test process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import redis
+
+from model.readers import iter_chunks
+from predictq.settings import Settings
+from worker.jobs import JobService
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+# Environment variable of each Settings field a worker needs (the README's configuration table).
+ENV_NAMES = {
+    "redis_url": "REDIS_URL",
+    "key_prefix": "PREDICTQ_KEY_PREFIX",
+    "queue_name": "PREDICTQ_QUEUE",
+    "model_path": "PREDICTQ_MODEL_PATH",
+    "chunk_rows": "PREDICTQ_CHUNK_ROWS",
+    "job_ttl_seconds": "PREDICTQ_JOB_TTL_SECONDS",
+    "task_soft_time_limit": "PREDICTQ_TASK_SOFT_TIME_LIMIT",
+    "task_time_limit": "PREDICTQ_TASK_TIME_LIMIT",
+    "max_chunk_attempts": "PREDICTQ_MAX_CHUNK_ATTEMPTS",
+    "reaper_interval_seconds": "PREDICTQ_REAPER_INTERVAL_SECONDS",
+    "stuck_job_seconds": "PREDICTQ_STUCK_JOB_SECONDS",
+    "upload_idle_seconds": "PREDICTQ_UPLOAD_IDLE_SECONDS",
+}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with `settings` exported the way `Settings.from_env` reads them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTQ_")}
+    env |= {name: str(getattr(settings, attr)) for attr, name in ENV_NAMES.items()}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class CeleryWorkers:
+    """Starts and stops real `celery worker` processes for one test."""
+
+    settings: Settings
+    log_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, concurrency: int = 1, settings: Settings | None = None) -> str:
+        """Start one worker (its own process group) and wait until it is ready; returns its node name."""
+        settings = settings or self.settings
+        node = f"w{len(self.processes) + 1}-{uuid.uuid4().hex[:6]}@%h"
+        log_path = self.log_dir / f"{node.split('@')[0]}.log"
+        argv = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "-Q", settings.queue_name, "--pool", "prefork", "--concurrency", str(concurrency),
+            "-n", node, "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+        ]
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(argv, cwd=ROOT, env=settings_env(settings), stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.processes[node] = process
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker {node} exited with {process.returncode}: {self.log(node)[-3000:]}")
+            if " ready." in self.log(node):
+                return node
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {node} not ready within {READY_TIMEOUT}s: {self.log(node)[-3000:]}")
+
+    def log(self, node: str) -> str:
+        """Everything the worker printed so far."""
+        path = self.log_dir / f"{node.split('@')[0]}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, node: str) -> None:
+        """SIGKILL the worker's main process and its pool processes at once (a machine loss)."""
+        process = self.processes.pop(node)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT)
+
+    def stop(self, node: str) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it does not exit in time."""
+        process = self.processes.pop(node)
+        if process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_TIMEOUT)
+
+    def stop_all(self) -> None:
+        """Stop every worker this object started."""
+        for node in list(self.processes):
+            self.stop(node)
+
+
+@pytest.fixture
+def worker_settings(redis_url: str) -> Settings:
+    """Settings shared by the test and its workers: a private queue, small chunks, short timers."""
+    return dataclasses.replace(
+        Settings(),
+        redis_url=redis_url,
+        queue_name=f"predictq-test-{uuid.uuid4().hex[:8]}",
+        chunk_rows=5_000,
+        task_soft_time_limit=20,
+        task_time_limit=25,
+        max_chunk_attempts=3,
+        reaper_interval_seconds=1,
+        stuck_job_seconds=240,
+        upload_idle_seconds=240,
+    ).validated()
+
+
+@pytest.fixture
+def celery_workers(worker_settings: Settings, tmp_path: Path) -> Iterator[CeleryWorkers]:
+    """Factory of real Celery workers; all are stopped after the test (logs in the test's tmp_path)."""
+    workers = CeleryWorkers(worker_settings, tmp_path)
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+
+
+@pytest.fixture
+def job_service(worker_settings: Settings) -> JobService:
+    """The API-side JobService on the test's settings."""
+    return JobService(redis.Redis.from_url(worker_settings.redis_url), worker_settings)
+
+
+@dataclass
+class Submitted:
+    """A job submitted from a file, with what in-process scoring of the same chunks gave."""
+
+    job_id: str
+    rows: int
+    expected: pa.Table
+    expected_failed_rows: int
+
+
+class JobDriver:
+    """Submit, poll and fetch jobs through a JobService the way the API does (test-side helper)."""
+
+    def __init__(self, service: JobService) -> None:
+        self.service = service
+
+    def with_settings(self, **changes: Any) -> JobDriver:
+        """A driver whose JobService uses these settings changes (chunk_rows, job_ttl_seconds, ...)."""
+        settings = dataclasses.replace(self.service.settings, **changes)
+        return JobDriver(JobService(self.service.store.redis, settings))
+
+    def submit(self, source: Path | bytes, fmt: str, scorer: Any, *, tenant: str = "acme",
+               passthrough: str | None = None, seal: bool = True, max_chunks: int | None = None) -> Submitted:
+        """Create a job and stage `source` through model.readers, scoring each chunk in-process too."""
+        service = self.service
+        job_id = service.create(tenant, fmt=fmt, passthrough=passthrough)["id"]
+        expected, failed, rows, chunks = [], 0, 0, 0
+        with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as stream:
+            read = iter_chunks(stream, fmt, columns=scorer.required_columns, chunk_rows=service.settings.chunk_rows,
+                               passthrough=passthrough)
+            for index, chunk in enumerate(read):
+                if max_chunks is not None and index == max_chunks:
+                    break
+                assert service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+                scored = scorer.score_frame(chunk.table)
+                expected.append(scored.to_arrow())
+                failed += len({e.row for e in [*chunk.errors, *scored.errors]})
+                rows, chunks = rows + chunk.rows, chunks + 1
+        if seal:
+            service.seal(job_id, rows, chunks)
+        return Submitted(job_id, rows, pa.concat_tables(expected), failed)
+
+    def wait_for_state(self, job_id: str, states: set[str], *, tenant: str = "acme",
+                       timeout: float = 240.0) -> dict[str, Any]:
+        """Poll the job until its state is in `states`; fail the test with the last job object on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.service.get(tenant, job_id)
+            if job["state"] in states:
+                return job
+            if time.monotonic() > deadline:
+                pytest.fail(f"job never reached {states} in {timeout}s: {job}")
+            time.sleep(0.2)
+
+    def results(self, job_id: str, tenant: str = "acme") -> pa.Table:
+        """Every committed result row of the job, in the order the service yields them."""
+        tables = list(self.service.iter_result_tables(tenant, job_id))
+        return pa.concat_tables(tables) if tables else pa.table({"row": pa.array([], pa.int64())})
+
+    def errors(self, job_id: str, tenant: str = "acme") -> pa.Table:
+        """Every committed row error of the job."""
+        tables = list(self.service.iter_error_tables(tenant, job_id))
+        return pa.concat_tables(tables) if tables else pa.table({"row": pa.array([], pa.int64())})
+
+    def assert_every_row_once(self, submitted: Submitted, tenant: str = "acme") -> tuple[pa.Table, pa.Table]:
+        """Results and errors together hold every input row exactly once; scored rows equal in-process scores."""
+        results, errors = self.results(submitted.job_id, tenant), self.errors(submitted.job_id, tenant)
+        scored = results["row"].to_numpy()
+        failed = np.unique(errors["row"].to_numpy())
+        assert len(np.unique(scored)) == len(scored), "a result row appears twice"
+        assert np.all(np.diff(scored) > 0), "results are not in input order"
+        everything = np.sort(np.concatenate([scored, failed]))
+        assert everything.tolist() == list(range(submitted.rows)), "rows lost or both scored and failed"
+        expected = submitted.expected.filter(pc.is_in(submitted.expected["row"], pa.array(scored)))
+        self.assert_exact(results, expected)
+        return results, errors
+
+    @staticmethod
+    def assert_exact(got: pa.Table, expected: pa.Table) -> None:
+        """Every expected row exactly once, in input order, with the same scores as in-process scoring."""
+        rows = got["row"].to_numpy()
+        assert len(rows) == len(set(rows.tolist())), "a row appears twice"
+        assert rows.tolist() == expected["row"].to_pylist(), "rows missing, extra or out of order"
+        assert got.select(expected.column_names).equals(expected), "scores differ from in-process scoring"
+
+
+@pytest.fixture
+def job_driver(job_service: JobService) -> JobDriver:
+    """Submit/poll/fetch helper on the test's JobService."""
+    return JobDriver(job_service)
+
+
+@pytest.fixture(scope="session")
+def scorer() -> Any:
+    """The approved model in the test process (the reference for in-process scoring)."""
+    from model.scoring import load_scorer
+
+    return load_scorer()

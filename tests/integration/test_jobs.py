@@ -1,0 +1,131 @@
+"""Jobs end to end through JobService and real Celery workers: results equal in-process scoring, in order."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import redis
+
+from model.synth import write_synth
+from predictq.settings import Settings
+from worker.errors import JobExpired
+from worker.keys import reaper_lock
+
+SYNTH_ROWS = 100_000
+
+
+@pytest.fixture(scope="module")
+def synth_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """100,000 synthetic rows as CSV and as a JSON array."""
+    folder = tmp_path_factory.mktemp("synth100k")
+    files = {"csv": folder / "rows.csv", "json": folder / "rows.json"}
+    for path in files.values():
+        write_synth(path, SYNTH_ROWS, seed=26)
+    return files
+
+
+@pytest.fixture
+def worker_settings(worker_settings: Settings) -> Settings:
+    return dataclasses.replace(worker_settings, chunk_rows=10_000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_synthetic_rows_score_like_in_process(
+    fmt: str, synth_files: dict[str, Path], celery_workers: Any, job_driver: Any, scorer: Any
+) -> None:
+    celery_workers.start(concurrency=2)
+    submitted = job_driver.submit(synth_files[fmt], fmt, scorer)
+    job = job_driver.wait_for_state(submitted.job_id, {"succeeded", "failed", "cancelled"})
+    assert (job["state"], job["outcome"]) == ("succeeded", "all_rows_scored")
+    assert (job["rows_total"], job["rows_done"], job["rows_failed"]) == (SYNTH_ROWS, SYNTH_ROWS, 0)
+    assert (job["chunks_total"], job["chunks_done"], job["progress"]) == (10, 10, 1.0)
+    assert job["model"] == {"version": scorer.version, "sha256": scorer.sha256}
+    job_driver.assert_exact(job_driver.results(submitted.job_id), submitted.expected)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_real_rows_score_like_in_process(
+    fmt: str, reference_dir: Path, celery_workers: Any, job_driver: Any, scorer: Any
+) -> None:
+    body = (reference_dir / "exercise_26_test_rows_0_999.json").read_bytes()
+    if fmt == "csv":
+        body = pd.DataFrame(orjson.loads(body)).to_csv(index=False).encode()
+    celery_workers.start()
+    driver = job_driver.with_settings(chunk_rows=150)
+    submitted = driver.submit(body, fmt, scorer, passthrough="x0")
+    job = driver.wait_for_state(submitted.job_id, {"succeeded", "failed", "cancelled"})
+    assert (job["state"], job["rows_total"], job["chunks_total"]) == ("succeeded", 1000, 7)
+    assert job["rows_failed"] == submitted.expected_failed_rows
+    results, _ = driver.assert_every_row_once(submitted)
+    reference = pd.read_csv(reference_dir / "reference_phat_0_999.csv")
+    scored = reference.set_index("row").loc[results["row"].to_numpy(), "phat"].to_numpy()
+    assert abs(results["phat"].to_numpy() - scored).max() < 1e-9
+    assert "x0" in results.column_names
+
+
+def test_partial_results_while_running_then_cancel(
+    synth_files: dict[str, Path], celery_workers: Any, job_driver: Any, scorer: Any, worker_settings: Settings
+) -> None:
+    driver = job_driver.with_settings(chunk_rows=2_000)
+    submitted = driver.submit(synth_files["csv"], "csv", scorer)  # 50 chunks, staged before any worker runs
+    celery_workers.start()
+    deadline = time.monotonic() + 120
+    while (job := driver.service.get("acme", submitted.job_id))["chunks_done"] < 3:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    partial = driver.results(submitted.job_id)
+    assert 3 * 2_000 <= partial.num_rows < SYNTH_ROWS
+    driver.assert_exact(partial, rows_of(submitted.expected, partial))
+
+    assert driver.service.cancel("acme", submitted.job_id)["state"] == "cancelled"
+    client = driver.service.store.redis
+    deadline = time.monotonic() + 60
+    while client.llen(worker_settings.queue_name) or driver.service.store.leases(submitted.job_id):
+        assert time.monotonic() < deadline, "the worker did not drain the skipped chunks"
+        time.sleep(0.1)
+    job = driver.service.get("acme", submitted.job_id)
+    assert job["state"] == "cancelled" and job["chunks_done"] < 50
+    final = driver.results(submitted.job_id)
+    assert final.num_rows == job["rows_done"] - job["rows_failed"] >= partial.num_rows
+    driver.assert_exact(final, rows_of(submitted.expected, final))
+    assert client.keys(driver.service.store.keys(submitted.job_id).staged("*")) == []
+
+
+def test_expired_job_answers_410_and_leaves_no_keys(
+    celery_workers: Any, job_driver: Any, scorer: Any, synth_files: dict[str, Path], worker_settings: Settings
+) -> None:
+    celery_workers.start()
+    driver = job_driver.with_settings(job_ttl_seconds=20, chunk_rows=2_000)
+    submitted = driver.submit(synth_files["csv"], "csv", scorer, max_chunks=3)
+    job = driver.wait_for_state(submitted.job_id, {"succeeded"}, timeout=20)
+    assert job["rows_done"] == 6_000
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            driver.service.get("acme", submitted.job_id)
+        except JobExpired:
+            break
+        assert time.monotonic() < deadline, "the job never expired"
+        time.sleep(0.25)
+    with pytest.raises(JobExpired):
+        list(driver.service.iter_result_tables("acme", submitted.job_id))
+    assert driver.service.list("acme") == ([], None)
+    client = redis.Redis.from_url(worker_settings.redis_url)
+    prefix = worker_settings.key_prefix
+    leftover = [k for k in client.keys(f"{prefix}:*") if k.decode() != reaper_lock(prefix)]
+    assert leftover == []
+
+
+def rows_of(expected: pa.Table, got: pa.Table) -> pa.Table:
+    """The expected rows whose `row` is among `got`'s."""
+    return expected.filter(pc.is_in(expected["row"], got["row"]))
