@@ -16,12 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# '$6,882.34', '$-5,032.58', '-$5.00', '6,882.34' and the accounting form '($5,032.58)'; plain numbers
+# '$6,882.34', '$-5,032.58', '-$5.00', '6,882.34' and the accounting form '($5,032.58)': thousands groups of
+# three or no separators at all, so a decimal comma ('6882,34') is not silently read as 688234. Plain numbers
 # ('1e3', '-1.018506') do not match and go straight to the number cast.
-_MONEY_RE = r"^(?:\(\$?[0-9][0-9,]*(?:\.[0-9]*)?\)|-?\$?-?[0-9][0-9,]*(?:\.[0-9]*)?)$"
+_INTEGER = r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?"
+_MONEY_RE = rf"^(?:\(\$?{_INTEGER}\)|-?\$?-?{_INTEGER})$"
 _MISSING_STRINGS = pa.array(["", "nan", "null", "none", "na", "n/a"])
 _FLOAT = pa.float64()
-
 _NUMBER_TYPES = (float, int, np.float64, np.float32, np.int64, np.int32)
 
 Column = pa.Array | np.ndarray
@@ -72,21 +73,36 @@ def _blank(text: pa.Array) -> np.ndarray:
     return _mask(pc.or_kleene(pc.is_null(text), pc.is_in(pc.utf8_lower(text), value_set=_MISSING_STRINGS)))
 
 
+def _money_to_number(text: pa.Array) -> pa.Array:
+    """Money strings in the accepted forms rewritten as plain numbers; other strings left as they are."""
+    plain = pc.replace_substring(pc.replace_substring(pc.replace_substring(text, "$", ""), ",", ""), ")", "")
+    return pc.if_else(pc.match_substring_regex(text, _MONEY_RE), pc.replace_substring(plain, "(", "-"), text)
+
+
+def _percent_to_number(text: pa.Array) -> pa.Array:
+    """'62.59%' -> '62.59' (a percent sign only at the end)."""
+    return pc.if_else(pc.ends_with(text, "%"), pc.utf8_slice_codeunits(text, 0, -1), text)
+
+
 def _strings_to_floats(text: pa.Array, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parse trimmed strings as numbers of the given kind; returns values (NaN missing) and the bad mask."""
-    missing = _blank(text)
-    if kind == "money":
-        is_money = pc.match_substring_regex(text, _MONEY_RE)
-        dropped = pc.replace_substring_regex(text, r"[$,)]", "")
-        text = pc.if_else(is_money, pc.replace_substring(dropped, "(", "-"), text)
-    elif kind == "percent":
-        text = pc.replace_substring_regex(text, r"%$", "")
-    text = pc.if_else(pa.array(missing), pa.scalar(None, text.type), text)
+    """Parse strings as numbers of the given kind; returns values (NaN missing) and the bad mask.
+
+    Fast path: ASCII-trim, rewrite money/percent, one cast; NaN after the cast is a missing value (null, '' or
+    'nan'). Slow path, only when the cast fails: full Unicode trim, every spelling of missing, and a coercing
+    parse that flags exactly the values that are not numbers.
+    """
+    to_number = {"money": _money_to_number, "percent": _percent_to_number}.get(kind, lambda t: t)
+    trimmed = pc.ascii_trim_whitespace(text)
+    cleaned = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), to_number(trimmed))
     try:
-        values = _floats(text)
+        values = _floats(cleaned)
+        return values, np.isinf(values)
     except pa.ArrowInvalid:
-        # Slow path: some string is not a number; coerce and flag what did not parse.
-        values = pd.to_numeric(text.to_numpy(zero_copy_only=False), errors="coerce").astype(np.float64)
+        pass
+    trimmed = pc.utf8_trim_whitespace(text)
+    missing = _blank(trimmed)
+    cleaned = pc.if_else(pa.array(missing), pa.scalar(None, trimmed.type), to_number(trimmed))
+    values = pd.to_numeric(cleaned.to_numpy(zero_copy_only=False), errors="coerce").astype(np.float64)
     bad = ~missing & ~np.isfinite(values)
     return np.where(missing, np.nan, values), bad
 
@@ -102,7 +118,7 @@ def _object_to_floats(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.nda
     out[is_number] = values[is_number].astype(np.float64)
     bad[is_number] = ~np.isfinite(out[is_number])
     if is_text.any():
-        parsed, text_bad = _strings_to_floats(pc.utf8_trim_whitespace(pa.array(values[is_text], pa.string())), kind)
+        parsed, text_bad = _strings_to_floats(pa.array(values[is_text], pa.string()), kind)
         out[is_text] = parsed
         bad[is_text] = text_bad
     return out, bad
@@ -122,7 +138,7 @@ def parse_numeric(values: Any, kind: str = "number") -> tuple[np.ndarray, np.nda
     if pa.types.is_null(kind_of):
         return np.full(len(column), np.nan), np.zeros(len(column), dtype=bool)
     if pa.types.is_string(kind_of) or pa.types.is_large_string(kind_of) or pa.types.is_string_view(kind_of):
-        return _strings_to_floats(pc.utf8_trim_whitespace(column), kind)
+        return _strings_to_floats(column, kind)
     # Booleans, lists, structs: no number there, unless the value is null.
     return np.full(len(column), np.nan), ~pc.is_null(column).to_numpy(zero_copy_only=False)
 

@@ -198,11 +198,14 @@ class DropFirstOneHot(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Leading columns unchanged, then one block of 0/1 columns per categorical."""
-        blocks = [X[:, : self.n_passthrough_]]
-        for j, levels in enumerate(self.categories.values()):
-            codes = X[:, self.n_passthrough_ + j]
-            blocks.append((codes[:, None] == np.arange(1, len(levels))[None, :]).astype(np.float64))
-        return np.hstack(blocks)
+        p = self.n_passthrough_
+        widths = [len(levels) - 1 for levels in self.categories.values()]
+        out = np.empty((X.shape[0], p + sum(widths)))
+        out[:, :p] = X[:, :p]
+        for j, width in enumerate(widths):
+            start = p + sum(widths[:j])
+            np.equal(X[:, p + j, None], np.arange(1, width + 1), out=out[:, start : start + width])
+        return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Passthrough names, then `column_level` for each kept level."""

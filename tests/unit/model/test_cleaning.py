@@ -88,6 +88,24 @@ def test_mixed_numbers_and_strings_in_one_column() -> None:
     assert math.isnan(values[2]) and not bad.any()
 
 
+@pytest.mark.parametrize("raw", ["6882,34", "5)", "$5$", "(5", "$1,23.45", "(-$5)", "$-(5)", "12%"])
+def test_malformed_money_is_flagged(raw: str) -> None:
+    _, bad = parse_numeric([raw], "money")
+    assert bad[0]
+
+
+@pytest.mark.parametrize("raw", ["6%2", "%5", "5%%"])
+def test_malformed_percent_is_flagged(raw: str) -> None:
+    _, bad = parse_numeric([raw], "percent")
+    assert bad[0]
+
+
+def test_unicode_blanks_and_spelled_missing_take_the_slow_path() -> None:
+    values, bad = parse_numeric(["\u00a0$5.00\u00a0", "N/A", "null", "7"], "money")
+    assert values[0] == 5.0 and math.isnan(values[1]) and math.isnan(values[2]) and values[3] == 7.0
+    assert not bad.any()
+
+
 LEVELS = ("friday", "monday", "saturday")
 
 
