@@ -6,6 +6,7 @@ reports wall seconds and peak RSS of each (os.wait4 gives one child's own rusage
   parse10 pyarrow.csv.read_csv of only the 10 columns the model reads
   score   predictq score FILE -o OUT.csv (streaming reader, scoring, writer)
 Target: score / parse <= 1.5, and score's peak RSS flat as the file grows.
+First it prints the in-process API costs: one record (score_records + to_records, median) and 10,000 records.
 
     .venv/bin/python bench/bench_score.py --sizes 200000 1000000 --dir /tmp/predictq-bench
 """
@@ -19,8 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
+
 from model.schema import REQUIRED_COLUMNS
-from model.synth import write_synth
+from model.scoring import load_scorer
+from model.synth import iter_synth, write_synth
 
 PARSE = "import sys, pyarrow.csv as c; c.read_csv(sys.argv[1])"
 PARSE_COLUMNS = (
@@ -59,6 +63,26 @@ def bench(rows: int, folder: Path, repeat: int) -> dict[str, tuple[float, float]
     return results
 
 
+def inprocess() -> None:
+    """Median cost of one record and throughput on 10,000 records, outputs built, in this process."""
+    scorer = load_scorer()
+    records = pa.concat_tables(iter_synth(10_000, seed=1)).drop_columns(["y"]).to_pylist()
+    single = []
+    for record in records[:3000]:
+        start = time.perf_counter()
+        scorer.score_records([record]).to_records()
+        single.append(time.perf_counter() - start)
+    batch = []
+    for _ in range(5):
+        start = time.perf_counter()
+        scorer.score_records(records).to_records()
+        batch.append(time.perf_counter() - start)
+    single.sort()
+    median, p99 = single[len(single) // 2] * 1e3, single[int(len(single) * 0.99)] * 1e3
+    print(f"one record: median {median:.3f} ms, p99 {p99:.3f} ms;"
+          f" 10,000 records: {len(records) / min(batch):,.0f} rows/s (best of 5)")
+
+
 def main() -> None:
     """Run the sizes and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,6 +91,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
+    inprocess()
     print(f"{'rows':>9} {'MiB':>6} {'parse s':>8} {'parse10 s':>9} {'score s':>8} {'score/parse':>11} "
           f"{'score/parse10':>13} {'parse RSS':>9} {'score RSS':>9}")
     for rows in args.sizes:

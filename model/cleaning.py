@@ -24,6 +24,8 @@ _MONEY_RE = rf"^(?:\(\$?{_INTEGER}\)|-?\$?-?{_INTEGER})$"
 _MISSING_STRINGS = pa.array(["", "nan", "null", "none", "na", "n/a"])
 _FLOAT = pa.float64()
 _NUMBER_TYPES = (float, int, np.float64, np.float32, np.int64, np.int32)
+_PLAIN_NUMBER_TYPES = {float, int, type(None)}
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 Column = pa.Array | np.ndarray
 
@@ -38,7 +40,8 @@ def as_column(values: Any) -> Column:
         # pyarrow would read True as 1.0 in a column of numbers; a boolean is never a valid value here.
         return pd.Series(values, dtype=object).to_numpy()
     try:
-        return pa.array(values, from_pandas=True)
+        # from_pandas (NaN -> null) only where NaN can hide; it costs a lookup per call on the one-row path.
+        return pa.array(values, from_pandas=isinstance(values, pd.Series | np.ndarray))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
         return pd.Series(values, dtype=object).to_numpy()
 
@@ -87,15 +90,13 @@ def _percent_to_number(text: pa.Array) -> pa.Array:
 def _strings_to_floats(text: pa.Array, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse strings as numbers of the given kind; returns values (NaN missing) and the bad mask.
 
-    Fast path: ASCII-trim, rewrite money/percent, one cast; NaN after the cast is a missing value (null, '' or
-    'nan'). Slow path, only when the cast fails: full Unicode trim, every spelling of missing, and a coercing
-    parse that flags exactly the values that are not numbers.
+    Fast path: ASCII-trim, rewrite money/percent, one cast; NaN after the cast is a missing value (null or
+    'nan'). Slow path, only when the cast fails: full Unicode trim, every spelling of missing (''), and a
+    coercing parse that flags exactly the values that are not numbers.
     """
     to_number = {"money": _money_to_number, "percent": _percent_to_number}.get(kind, lambda t: t)
-    trimmed = pc.ascii_trim_whitespace(text)
-    cleaned = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, trimmed.type), to_number(trimmed))
     try:
-        values = _floats(cleaned)
+        values = _floats(to_number(pc.ascii_trim_whitespace(text)))
         return values, np.isinf(values)
     except pa.ArrowInvalid:
         pass
@@ -115,7 +116,13 @@ def _object_to_floats(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.nda
     is_text = np.equal(types, str)
     out = np.full(len(values), np.nan)
     bad = ~(missing | is_number | is_text)
-    out[is_number] = values[is_number].astype(np.float64)
+    numbers = values[is_number]
+    try:
+        out[is_number] = numbers.astype(np.float64)
+    except OverflowError:
+        # An integer beyond float64's range: flag it, convert the rest (rare, so checked value by value).
+        fits = np.frompyfunc(lambda v: abs(v) <= _FLOAT_MAX, 1, 1)(numbers).astype(bool)
+        out[np.flatnonzero(is_number)[fits]] = numbers[fits].astype(np.float64)
     bad[is_number] = ~np.isfinite(out[is_number])
     if is_text.any():
         parsed, text_bad = _strings_to_floats(pa.array(values[is_text], pa.string()), kind)
@@ -126,6 +133,13 @@ def _object_to_floats(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.nda
 
 def parse_numeric(values: Any, kind: str = "number") -> tuple[np.ndarray, np.ndarray]:
     """One numeric column to float64 (NaN = missing) and a mask of unreadable rows; kind: number/money/percent."""
+    if isinstance(values, list) and set(map(type, values)) <= _PLAIN_NUMBER_TYPES:
+        # JSON records of plain numbers and nulls: one numpy conversion (None -> NaN), no Arrow round trip.
+        try:
+            out = np.array(values, dtype=np.float64)
+            return out, np.isinf(out)
+        except OverflowError:
+            pass
     column = as_column(values)
     if isinstance(column, np.ndarray):
         return _object_to_floats(column, kind)
@@ -161,6 +175,8 @@ def encode_levels(values: Any, levels: Sequence[str]) -> tuple[np.ndarray, np.nd
         column = column.dictionary_decode()
     if pa.types.is_null(column.type):
         return np.full(len(column), np.nan), np.zeros(len(column), dtype=bool)
+    if pa.types.is_floating(column.type):  # NaN or null only, if it is to be valid
+        return np.full(len(column), np.nan), ~np.isnan(_floats(column))
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return np.full(len(column), np.nan), ~pc.is_null(column).to_numpy(zero_copy_only=False)
     level_set = pa.array(list(levels), pa.string())

@@ -58,7 +58,8 @@ def test_missing_forms(raw: object, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["number", "money", "percent"])
-@pytest.mark.parametrize("raw", ["abc", "1.2.3", "$$", "12abc", [1.0], {"a": 1}, True, float("inf"), "-inf", "--5"])
+@pytest.mark.parametrize("raw", ["abc", "1.2.3", "$$", "12abc", [1.0], {"a": 1}, True, float("inf"), "-inf", "--5",
+                                 10**400])
 def test_garbage_is_flagged_alone(raw: object, kind: str) -> None:
     values, bad = parse_numeric([1.0, raw, "2"], kind)
     assert bad.tolist() == [False, True, False]
