@@ -36,6 +36,7 @@ READ_BLOCK = 1 << 20  # bytes per read from the client stream
 MAX_RECORD_BYTES = 1 << 20  # one CSV line, NDJSON line or JSON-array element may not exceed this
 ROW_COLUMN = "row"
 _BOM = codecs.BOM_UTF8
+_LINE_END = re.compile(rb"\r\n?|\n")  # the line endings pyarrow accepts
 _CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "-nan", "null", "NULL"]
 
 _CONTENT_TYPES = {
@@ -438,15 +439,22 @@ def _csv_error(exc: pa.ArrowInvalid, source: _Source) -> ReadError:
 def _csv_header(source: _Source, required: list[str]) -> tuple[bytes, list[str]]:
     """Read up to the end of the header line; return the bytes after it and the column names."""
     data = b""
-    while b"\n" not in data and not source.eof:
+    while True:
+        data = data.lstrip(b"\r\n")  # blank lines before the header, as pyarrow skips blank lines
+        end = _LINE_END.search(data)
+        if end or source.eof:
+            break
         if len(data) > MAX_RECORD_BYTES:
             raise ReadError("line_too_long", f"the CSV header is longer than {MAX_RECORD_BYTES} bytes", line=1)
         data += source.read(READ_BLOCK)
-    line, _, rest = data.partition(b"\n")
-    text = line.decode("utf-8").rstrip("\r")
-    if not text.strip():
+    if not data:
         raise ReadError("empty", "the body is empty: no CSV header")
-    names = next(csv.reader([text]))
+    line, rest = (data[: end.start()], data[end.end() :]) if end else (data, b"")
+    text = line.decode("utf-8")
+    try:
+        names = next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        raise ReadError("malformed", f"the CSV header cannot be parsed: {exc}", line=1) from None
     _check_names(names, required, text)
     return rest, names
 

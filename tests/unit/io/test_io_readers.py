@@ -391,3 +391,12 @@ def test_csv_long_record_after_many_rows_is_line_too_long() -> None:
     body = b"a,b\n" + b"1,2\n" * 500_000 + b"1," + b"x" * (3 * MAX_RECORD_BYTES) + b"\n"
     error = read_error(body, "csv")
     assert error.code == "line_too_long" and error.line is not None and error.line > 1
+
+
+@pytest.mark.parametrize("body", [b"\n\na,b\r1,2\r3,4\r", b"a,b\r\n1,2\r\n3,4", b"a,b\n1,2\n3,4\n"])
+def test_csv_line_endings_and_leading_blank_lines(body: bytes) -> None:
+    assert rows_of(read(body, "csv")) == [{"row": 0, "a": 1.0, "b": 2.0}, {"row": 1, "a": 3.0, "b": 4.0}]
+
+
+def test_csv_header_that_cannot_be_parsed_is_malformed() -> None:
+    assert read_error(b'"a,b\n1,2\n', "csv").code == "malformed"
