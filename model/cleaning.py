@@ -54,9 +54,13 @@ def _holds_bool(values: Any) -> bool:
     return bool in kinds or np.bool_ in kinds
 
 
-def value_at(column: Column, position: int) -> Any:
-    """The raw Python value at one position, for error messages."""
-    return column[position].as_py() if isinstance(column, pa.Array) else column[position]
+def value_at(values: Any, position: int) -> Any:
+    """The raw Python value at one position of a column in any container, for error messages."""
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values[position].as_py()
+    if isinstance(values, pd.Series):
+        return values.iloc[position]
+    return values[position]
 
 
 def _mask(array: pa.Array) -> np.ndarray:

@@ -21,7 +21,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.pipeline import Pipeline
 
-from model.cleaning import as_column, encode_levels, parse_numeric, value_at
+from model.cleaning import encode_levels, parse_numeric, value_at
 from model.errors import RowError, SchemaError
 from model.params import ModelParams
 from model.schema import RAW_COLUMNS, dummy_name, numeric_kind
@@ -78,7 +78,7 @@ class RawCleaner(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         bad = np.zeros((n, len(columns)), dtype=bool)
         raw: dict[str, Any] = {}
         for j, name in enumerate(columns):
-            raw[name] = as_column(X[name] if not isinstance(X, pa.Table) else X.column(name))
+            raw[name] = X.column(name) if isinstance(X, pa.Table) else X[name]
             if name in self.categorical_levels:
                 values[:, j], bad[:, j] = encode_levels(raw[name], self.categorical_levels[name])
             else:
