@@ -6,7 +6,8 @@ reports wall seconds and peak RSS of each (os.wait4 gives one child's own rusage
   parse10 pyarrow.csv.read_csv of only the 10 columns the model reads
   score   predictq score FILE -o OUT.csv (streaming reader, scoring, writer)
 Target: score / parse <= 1.5, and score's peak RSS flat as the file grows.
-First it prints the in-process API costs: one record (score_records + to_records, median) and 10,000 records.
+First it prints the in-process API costs: one record (score_records + to_records, median) and 10,000 records;
+last, for the smallest size, where a `score` run's time goes: imports, reading, scoring, writing.
 
     .venv/bin/python bench/bench_score.py --sizes 200000 1000000 --dir /tmp/predictq-bench
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from model.readers import iter_chunks
 from model.schema import REQUIRED_COLUMNS
 from model.scoring import load_scorer
 from model.synth import iter_synth, write_synth
@@ -83,6 +85,27 @@ def inprocess() -> None:
           f" 10,000 records: {len(records) / min(batch):,.0f} rows/s (best of 5)")
 
 
+def stages(data: Path) -> None:
+    """Split a `score` run's time: imports (fresh process), reading, scoring, writing (in this process)."""
+    from model.writers import iter_encoded
+
+    imports, _ = run([sys.executable, "-c", "import predictq.cli, model.scoring, model.readers, model.writers"])
+    scorer = load_scorer()
+    start = time.perf_counter()
+    with data.open("rb") as source:
+        tables = [c.table for c in iter_chunks(source, "csv", columns=list(REQUIRED_COLUMNS), chunk_rows=25_000)]
+    read = time.perf_counter() - start
+    start = time.perf_counter()
+    results = [scorer.score_frame(table).to_arrow() for table in tables]
+    scored = time.perf_counter() - start
+    start = time.perf_counter()
+    size = sum(len(block) for block in iter_encoded(results, "csv"))
+    written = time.perf_counter() - start
+    rows = sum(t.num_rows for t in tables)
+    print(f"stages on {rows} rows: imports {imports:.2f} s, read {read:.2f} s, score {scored:.2f} s "
+          f"({rows / scored:,.0f} rows/s), write {written:.2f} s ({size / 2**20:.0f} MiB CSV)")
+
+
 def main() -> None:
     """Run the sizes and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,6 +122,7 @@ def main() -> None:
         print(f"{rows:>9} {r['file_mib'][0]:>6.0f} {r['parse'][0]:>8.2f} {r['parse10'][0]:>9.2f} "
               f"{r['score'][0]:>8.2f} {r['score'][0] / r['parse'][0]:>11.2f} {r['score'][0] / r['parse10'][0]:>13.2f} "
               f"{r['parse'][1]:>8.0f}M {r['score'][1]:>8.0f}M", flush=True)
+    stages(args.dir / f"synth_{min(args.sizes)}.csv")
 
 
 if __name__ == "__main__":
