@@ -9,7 +9,7 @@ from predictq import __version__
 from predictq.settings import Settings
 
 JSON = "application/json"
-STATES = ["uploading", "queued", "running", "succeeded", "failed", "cancelled", "expired"]
+STATES = ["queued", "running", "succeeded", "failed", "cancelled", "expired"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -80,8 +80,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "state": {"type": "string", "enum": STATES},
             "outcome": {
                 "type": ["string", "null"],
-                "description": "Once finished: 'complete' when every row scored, 'partial' when some rows failed.",
+                "enum": ["all_rows_scored", "some_rows_failed", None],
+                "description": "Once succeeded: whether every row scored or some rows failed (see the errors link).",
             },
+            "reason": {"type": ["string", "null"], "description": "Why a job failed or was cancelled."},
+            "format": {"type": ["string", "null"]},
+            "passthrough": {"type": ["string", "null"]},
+            "upload_complete": {"type": "boolean"},
             "created_at": {"type": ["string", "null"]},
             "started_at": {"type": ["string", "null"]},
             "finished_at": {"type": ["string", "null"]},
@@ -95,7 +100,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "rows_per_second": nullable_number,
             "eta_seconds": nullable_number,
             "model": {
-                "type": "object",
+                "type": ["object", "null"],
                 "properties": {"version": {"type": "string"}, "sha256": {"type": "string"}},
             },
             "links": {
@@ -201,6 +206,7 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                     **job_response,
                 },
                 "400": _error("Malformed body (with line and column) or missing required columns"),
+                "409": _error("The job was cancelled or failed while its upload was still arriving"),
                 "413": _error("Body larger than the upload limit (refused as soon as the limit is passed)"),
                 "415": _error("Unsupported Content-Type"),
                 **AUTH_ERRORS,

@@ -22,7 +22,7 @@ class Services:
     def __init__(self, settings: Settings, keyring: KeyRing, overrides: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.keyring = keyring
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._scorer: Any = (overrides or {}).get("scorer")
         self._redis: Any = (overrides or {}).get("redis")
         self._jobs: Any = (overrides or {}).get("jobs")

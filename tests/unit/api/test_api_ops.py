@@ -8,6 +8,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from api.auth import KeyRing
+from api.services import Services
+from predictq.settings import Settings
+from worker.jobs import JobService
+
 
 def test_healthz(client) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
@@ -62,3 +67,10 @@ def test_docs_page_is_self_contained(client) -> None:
     page = response.get_data(as_text=True)
     assert "/openapi.json" in page
     assert not re.search(r"""(src|href)=["']https?://""", page)
+
+
+def test_services_create_the_job_service_lazily_on_first_use(scorer) -> None:
+    svc = Services(Settings(), KeyRing((), enabled=False), {"scorer": scorer})
+    assert svc._redis is None
+    assert isinstance(svc.jobs, JobService)
+    assert svc.jobs is svc.jobs
