@@ -11,6 +11,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import redis
+
 from predictq.settings import Settings
 from worker.job_store import OPEN_STATES, JobStore
 from worker.keys import reaper_lock
@@ -105,6 +107,10 @@ class ReaperThread(threading.Thread):
         while not self._stop_event.wait(self.settings.reaper_interval_seconds):
             try:
                 report = try_reap(self.store, self.settings, self.enqueue)
+            except redis.RedisError as exc:
+                log.warning("reaper pass skipped, Redis unavailable (%s); retrying in %ss", exc,
+                            self.settings.reaper_interval_seconds)
+                continue
             except Exception:
                 log.exception("reaper pass failed; retrying in %ss", self.settings.reaper_interval_seconds)
                 continue

@@ -37,6 +37,7 @@ import redis
 from model.readers import iter_chunks
 from predictq.settings import Settings
 from worker.jobs import JobService
+from worker.staging import ERROR_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
@@ -67,6 +68,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def parent_pid(pid: int) -> int | None:
+    """Parent process id of `pid` from /proc, or None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; the parent id is the second field after its ')'.
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 @dataclass
 class CeleryWorkers:
     """Starts and stops real `celery worker` processes for one test."""
@@ -74,11 +85,13 @@ class CeleryWorkers:
     settings: Settings
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started: int = 0
 
     def start(self, concurrency: int = 1, settings: Settings | None = None) -> str:
         """Start one worker (its own process group) and wait until it is ready; returns its node name."""
         settings = settings or self.settings
-        node = f"w{len(self.processes) + 1}-{uuid.uuid4().hex[:6]}@%h"
+        self.started += 1
+        node = f"w{self.started}-{uuid.uuid4().hex[:6]}@%h"
         log_path = self.log_dir / f"{node.split('@')[0]}.log"
         argv = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
@@ -122,6 +135,14 @@ class CeleryWorkers:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_TIMEOUT)
 
+    def owner_of(self, pid: int) -> str | None:
+        """The node whose pool process (or main process) is `pid`, or None when it is not one of ours."""
+        parent = parent_pid(pid)
+        for node, process in self.processes.items():
+            if process.poll() is None and process.pid in (pid, parent):
+                return node
+        return None
+
     def stop_all(self) -> None:
         """Stop every worker this object started."""
         for node in list(self.processes):
@@ -156,6 +177,12 @@ def celery_workers(worker_settings: Settings, tmp_path: Path) -> Iterator[Celery
 
 
 @pytest.fixture
+def worker_env(worker_settings: Settings) -> dict[str, str]:
+    """The environment a worker (or any process acting as the service) gets for `worker_settings`."""
+    return settings_env(worker_settings)
+
+
+@pytest.fixture
 def job_service(worker_settings: Settings) -> JobService:
     """The API-side JobService on the test's settings."""
     return JobService(redis.Redis.from_url(worker_settings.redis_url), worker_settings)
@@ -180,13 +207,30 @@ class JobDriver:
     def with_settings(self, **changes: Any) -> JobDriver:
         """A driver whose JobService uses these settings changes (chunk_rows, job_ttl_seconds, ...)."""
         settings = dataclasses.replace(self.service.settings, **changes)
-        return JobDriver(JobService(self.service.store.redis, settings))
+        same_server = settings.redis_url == self.service.settings.redis_url
+        client = self.service.store.redis if same_server else redis.Redis.from_url(settings.redis_url)
+        return JobDriver(JobService(client, settings))
 
     def submit(self, source: Path | bytes, fmt: str, scorer: Any, *, tenant: str = "acme",
-               passthrough: str | None = None, seal: bool = True, max_chunks: int | None = None) -> Submitted:
-        """Create a job and stage `source` through model.readers, scoring each chunk in-process too."""
+               passthrough: str | None = None, seal: bool = True, max_chunks: int | None = None,
+               pace: float = 0.0) -> Submitted:
+        """Create a job and stage `source` through model.readers, scoring each chunk in-process too.
+
+        `pace` seconds pass between chunks, like a slow client upload (workers score while it streams).
+        """
+        job_id = self.service.create(tenant, fmt=fmt, passthrough=passthrough)["id"]
+        return self._read(source, fmt, scorer, job_id, passthrough=passthrough, seal=seal, max_chunks=max_chunks,
+                          pace=pace)
+
+    def in_process(self, source: Path | bytes, fmt: str, scorer: Any, *, max_chunks: int | None = None,
+                   job_id: str = "") -> Submitted:
+        """What `submit` would expect for `source`, without creating or staging anything."""
+        return self._read(source, fmt, scorer, job_id, max_chunks=max_chunks, stage=False)
+
+    def _read(self, source: Path | bytes, fmt: str, scorer: Any, job_id: str, *, passthrough: str | None = None,
+              seal: bool = True, max_chunks: int | None = None, stage: bool = True, pace: float = 0.0) -> Submitted:
+        """Read `source` in chunks as the API does; stage each (unless not `stage`) and score it in-process."""
         service = self.service
-        job_id = service.create(tenant, fmt=fmt, passthrough=passthrough)["id"]
         expected, failed, rows, chunks = [], 0, 0, 0
         with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as stream:
             read = iter_chunks(stream, fmt, columns=scorer.required_columns, chunk_rows=service.settings.chunk_rows,
@@ -194,12 +238,14 @@ class JobDriver:
             for index, chunk in enumerate(read):
                 if max_chunks is not None and index == max_chunks:
                     break
-                assert service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+                if stage:
+                    assert service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+                    time.sleep(pace)
                 scored = scorer.score_frame(chunk.table)
                 expected.append(scored.to_arrow())
                 failed += len({e.row for e in [*chunk.errors, *scored.errors]})
                 rows, chunks = rows + chunk.rows, chunks + 1
-        if seal:
+        if stage and seal:
             service.seal(job_id, rows, chunks)
         return Submitted(job_id, rows, pa.concat_tables(expected), failed)
 
@@ -223,19 +269,23 @@ class JobDriver:
     def errors(self, job_id: str, tenant: str = "acme") -> pa.Table:
         """Every committed row error of the job."""
         tables = list(self.service.iter_error_tables(tenant, job_id))
-        return pa.concat_tables(tables) if tables else pa.table({"row": pa.array([], pa.int64())})
+        return pa.concat_tables(tables) if tables else ERROR_SCHEMA.empty_table()
+
+    def assert_scored_rows_exact(self, submitted: Submitted, tenant: str = "acme") -> pa.Table:
+        """Result rows are unique, in input order, and equal to in-process scoring of the same rows."""
+        results = self.results(submitted.job_id, tenant)
+        scored = results["row"].to_numpy()
+        assert np.all(np.diff(scored) > 0), "a result row appears twice or out of input order"
+        self.assert_exact(results, submitted.expected.filter(pc.is_in(submitted.expected["row"], pa.array(scored))))
+        return results
 
     def assert_every_row_once(self, submitted: Submitted, tenant: str = "acme") -> tuple[pa.Table, pa.Table]:
         """Results and errors together hold every input row exactly once; scored rows equal in-process scores."""
-        results, errors = self.results(submitted.job_id, tenant), self.errors(submitted.job_id, tenant)
-        scored = results["row"].to_numpy()
+        results = self.assert_scored_rows_exact(submitted, tenant)
+        errors = self.errors(submitted.job_id, tenant)
         failed = np.unique(errors["row"].to_numpy())
-        assert len(np.unique(scored)) == len(scored), "a result row appears twice"
-        assert np.all(np.diff(scored) > 0), "results are not in input order"
-        everything = np.sort(np.concatenate([scored, failed]))
-        assert everything.tolist() == list(range(submitted.rows)), "rows lost or both scored and failed"
-        expected = submitted.expected.filter(pc.is_in(submitted.expected["row"], pa.array(scored)))
-        self.assert_exact(results, expected)
+        everything = np.sort(np.concatenate([results["row"].to_numpy(), failed]))
+        assert everything.tolist() == list(range(submitted.rows)), "rows lost, or both scored and failed"
         return results, errors
 
     @staticmethod
