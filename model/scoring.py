@@ -129,12 +129,19 @@ class Scorer:
         """Clean, transform the valid rows, apply the GLM and the cutoff."""
         batch = self._clean.clean(frame, rows)
         X = batch.values[batch.valid] if batch.errors else batch.values
-        for step in self._transforms:
-            X = step.transform(X)
-        phat = expit(self._glm.decision_function(X))
+        with np.errstate(over="ignore", invalid="ignore"):  # extreme rows are caught below, as row errors
+            for step in self._transforms:
+                X = step.transform(X)
+            phat = expit(self._glm.decision_function(X))
+        valid_rows = rows[batch.valid] if batch.errors else rows
+        if not np.isfinite(phat).all():
+            # Finite inputs so extreme (|x| near 1e308) that the linear predictor is inf - inf.
+            finite = np.isfinite(phat)
+            errors = [*errors, *(RowError(int(r), None, "values too extreme to score") for r in valid_rows[~finite])]
+            phat, X, valid_rows = phat[finite], X[finite], valid_rows[finite]
         all_errors = sorted([*errors, *batch.errors], key=lambda e: e.row) if errors else batch.errors
         return ScoreResult(
-            rows=rows[batch.valid] if batch.errors else rows,
+            rows=valid_rows,
             phat=phat,
             business_outcome=(phat >= self.cutoff).astype(np.int64),
             inputs=X[:, self._order],

@@ -101,3 +101,8 @@ def test_frame_missing_required_columns_is_schema_error(scorer: Scorer, record: 
 def test_empty_batch(scorer: Scorer) -> None:
     result = scorer.score_records([])
     assert result.to_records() == [] and result.errors == [] and result.outputs.shape == (0, 27)
+
+
+def test_inputs_too_extreme_to_score_are_row_errors(scorer: Scorer, record: dict[str, Any]) -> None:
+    result = scorer.score_records([dict(record, x44=1e308, x91=1e308), record])
+    assert result.errors == [RowError(0, None, "values too extreme to score")] and result.rows.tolist() == [1]
