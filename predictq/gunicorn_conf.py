@@ -6,6 +6,9 @@ Gunicorn reads this module's globals when it starts; `predictq serve` and the co
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from typing import Any
 
 from predictq.settings import Settings
 
@@ -34,3 +37,34 @@ limit_request_field_size = 8190
 # Gunicorn's runtime control socket lives at one path per user: several servers on one host (tests, `predictq up`
 # beside a container) would fight over it, and nothing here uses it.
 control_socket_disable = True
+
+_METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_owned_metrics_dir: str | None = None
+
+
+def on_starting(server: Any) -> None:
+    """Give the workers one empty directory for Prometheus multiprocess counters, so /metrics sums them all."""
+    global _owned_metrics_dir
+    configured = os.environ.get(_METRICS_DIR_ENV)
+    if configured:
+        # Counters left by a previous run would be added to this one's.
+        os.makedirs(configured, exist_ok=True)
+        for name in os.listdir(configured):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(configured, name))
+        return
+    _owned_metrics_dir = tempfile.mkdtemp(prefix="predictq-metrics-")
+    os.environ[_METRICS_DIR_ENV] = _owned_metrics_dir
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory this server created."""
+    if _owned_metrics_dir:
+        shutil.rmtree(_owned_metrics_dir, ignore_errors=True)

@@ -63,13 +63,16 @@ def _reader(stream: object, lines: queue.Queue[str]) -> None:
         lines.put(line)
 
 
-def start_up(log_dir: Path, workers: int = 1, timeout: float = 120.0) -> RunningUp:
+def start_up(log_dir: Path, workers: int = 1, api_workers: int = 2, timeout: float = 120.0) -> RunningUp:
     """Start `predictq up` on a private port with a REDIS_URL that nothing answers, and wait for its banner."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTQ_")}
     env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     port = free_port()
     process = subprocess.Popen(
-        [*PREDICTQ, "up", "--port", str(port), "--workers", str(workers), "--log-dir", str(log_dir)],
+        [
+            *PREDICTQ, "up", "--port", str(port), "--workers", str(workers), "--api-workers", str(api_workers),
+            "--log-dir", str(log_dir),
+        ],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
@@ -210,6 +213,15 @@ def test_cli_submit_wait_round_trip_with_progress(up: RunningUp, rows_csv: Path,
     code, out, _ = run_with_pty_stderr([*PREDICTQ, "status", job_id.group(1)], env)
     assert code == 0
     assert json.loads(out)["state"] == "succeeded"
+
+
+def test_metrics_sum_over_api_workers(up: RunningUp) -> None:
+    """Two gunicorn workers answer; /metrics (multiprocess mode, set up by predictq.gunicorn_conf) counts both."""
+    for _ in range(6):
+        assert requests.get(f"{up.url}/healthz", timeout=5).status_code == 200
+    text = requests.get(f"{up.url}/metrics", headers=auth(up), timeout=10).text
+    assert "predictq_http_requests" in text
+    assert "predictq_queued_rows" in text
 
 
 def test_ctrl_c_stops_every_child(up: RunningUp) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import importlib
+import os
 import sys
 import threading
 import tomllib
@@ -40,6 +41,27 @@ def test_gunicorn_conf_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
         PREDICTQ_PORT="8080", PREDICTQ_API_WORKERS="5", PREDICTQ_API_THREADS="2", PREDICTQ_LOG_LEVEL="DEBUG",
     )
     assert (conf.bind, conf.workers, conf.threads, conf.loglevel) == ("0.0.0.0:8080", 5, 2, "debug")
+
+
+def test_gunicorn_hooks_manage_the_metrics_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    conf = load_gunicorn_conf(monkeypatch)
+    conf.on_starting(None)
+    created = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert created.is_dir()
+    conf.on_exit(None)
+    assert not created.exists()
+
+    configured = tmp_path / "metrics"
+    configured.mkdir()
+    (configured / "counter_1.db").write_bytes(b"old")
+    (configured / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(configured))
+    conf = load_gunicorn_conf(monkeypatch)
+    conf.on_starting(None)
+    assert sorted(p.name for p in configured.iterdir()) == ["keep.txt"]
+    conf.on_exit(None)
+    assert configured.is_dir()
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
