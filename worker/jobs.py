@@ -119,9 +119,11 @@ class JobService:
         Returns False when the job is closed (cancelled or failed: stop uploading) or the index was staged
         already; raises JobNotFound when the job is gone. Refreshes the upload's heartbeat.
         """
-        rows = table["row"].to_numpy() if table.num_rows else None
-        bounds = [int(rows[0]), int(rows[-1])] if rows is not None else []
-        bounds += [e.row for e in errors[:1]] + [e.row for e in errors[-1:]]
+        # Every record the reader consumed is either in the table or an error: together they span the chunk.
+        bounds = [e.row for e in errors]
+        if table.num_rows:
+            rows = table["row"].to_numpy()
+            bounds += [int(rows.min()), int(rows.max())]
         if not bounds:
             return False
         first_row, last_row = min(bounds), max(bounds)
