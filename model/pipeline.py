@@ -38,6 +38,16 @@ class CleanBatch:
     errors: list[RowError]
 
 
+_KIND_NAMES = {"number": "a number", "money": "an amount of money", "percent": "a percent"}
+_SHOWN_CHARS = 60  # a row error quotes the bad value, cut to this length
+
+
+def _shown(value: Any) -> str:
+    """A bad value as quoted in a message, shortened so that a huge value cannot bloat the error."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
 def _names(frame: Frame) -> list[str]:
     """Column names of a DataFrame, pyarrow Table or column mapping."""
     return list(frame.column_names) if isinstance(frame, pa.Table) else list(frame.keys())
@@ -88,6 +98,8 @@ class RawCleaner(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
     def _errors(self, raw: dict[str, Any], columns: list[str], bad: np.ndarray, rows: np.ndarray) -> list[RowError]:
         """Word one RowError per bad cell, in row then raw column order (only failed cells are visited)."""
+        if not bad.any():
+            return []
         errors = []
         cells = np.nonzero(bad)
         by_raw_order = np.lexsort((np.array([RAW_COLUMNS.index(c) for c in columns])[cells[1]], cells[0]))
@@ -98,17 +110,17 @@ class RawCleaner(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
     def _problem(self, column: str, value: Any) -> str:
         """Why one value cannot be used."""
+        shown = _shown(value)
         if column in self.categorical_levels:
             expected = ", ".join(self.categorical_levels[column])
             if isinstance(value, str):
-                return f"unknown level {value!r}; expected one of {expected}"
-            return f"expected one of {expected}, got {type(value).__name__} {value!r}"
-        kind = numeric_kind(column)
+                return f"unknown level {shown}; expected one of {expected}"
+            return f"expected one of {expected}, got {type(value).__name__} {shown}"
         if isinstance(value, str):
-            return f"cannot read {value!r} as {'a number' if kind == 'number' else 'an amount of ' + kind}"
-        if isinstance(value, float):
-            return f"not a finite number: {value!r}"
-        return f"expected a number, got {type(value).__name__} {value!r}"
+            return f"cannot read {shown} as {_KIND_NAMES[numeric_kind(column)]}"
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return f"not a finite number in float64 range: {shown}"
+        return f"expected a number, got {type(value).__name__} {shown}"
 
     def transform(self, X: Frame) -> np.ndarray:
         """Cleaned values of a batch that must be entirely valid (training); scoring uses `clean`."""

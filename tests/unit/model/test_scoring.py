@@ -42,6 +42,8 @@ def test_business_outcome_is_phat_at_or_above_cutoff(scorer: Scorer, record: dic
         ("x56", {"v": 1}, "expected a number, got dict"),
         ("x58", True, "expected a number, got bool"),
         ("x31", 7, "expected one of america, asia, germany, japan, got int 7"),
+        ("x44", 10**400, "not a finite number in float64 range: 1000"),
+        ("x44", "9" * 500, "cannot read '9999"),
     ],
 )
 def test_row_error_names_row_column_problem_and_spares_others(scorer: Scorer, record: dict[str, Any], column: str,
@@ -51,6 +53,11 @@ def test_row_error_names_row_column_problem_and_spares_others(scorer: Scorer, re
     assert fragment in result.errors[0].message
     assert result.rows.tolist() == [0, 2] and result.outputs.index.tolist() == [0, 2]
     assert result.phat[0] == result.phat[1]
+
+
+def test_long_bad_values_are_shortened_in_messages(scorer: Scorer, record: dict[str, Any]) -> None:
+    result = scorer.score_records([dict(record, x5="z" * 10_000)])
+    assert len(result.errors[0].message) < 200 and result.errors[0].message.startswith("unknown level 'zzz")
 
 
 def test_several_bad_cells_in_one_row_each_reported(scorer: Scorer, record: dict[str, Any]) -> None:
