@@ -18,6 +18,10 @@ from worker.staging import ERROR_SCHEMA, StagingError, decode_staged, encode_tab
 Enqueue = Callable[[str, int], None]
 
 
+class ModelMismatch(RuntimeError):
+    """The worker's model is not the one the job was created for."""
+
+
 def lease_text() -> str:
     """This process's lease prefix: "hostname|pid|started_at" (the store appends the attempt number)."""
     return f"{socket.gethostname()}|{os.getpid()}|{time.time()!r}"
@@ -81,7 +85,13 @@ class ChunkProcessor:
             if payload is None:
                 return self._fail(job_id, index, "the chunk's staged input was lost before it could be scored")
             inputs, parse_errors = decode_staged(payload)
-            passthrough = (self.store.fields(job_id) or {}).get("passthrough") or None
+            fields = self.store.fields(job_id) or {}
+            if fields.get("model_sha256", self.scorer.sha256) != self.scorer.sha256:
+                # A worker with another model (say, mid-deploy) must not score this job: leave it to the others.
+                raise ModelMismatch(f"this worker serves model {self.scorer.version} ({self.scorer.sha256[:12]}), "
+                                    f"the job was created for {fields.get('model_version')} "
+                                    f"({fields['model_sha256'][:12]})")
+            passthrough = fields.get("passthrough") or None
             scored = self.scorer.score_frame(inputs)
             result = result_table(scored, inputs, passthrough)
             errors = pa.concat_tables([parse_errors, errors_table(scored.errors)]).sort_by("row")

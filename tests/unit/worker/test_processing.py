@@ -143,3 +143,16 @@ def test_the_passthrough_column_follows_its_row(
         assert got[passthrough].equals(chunk.table[passthrough])
     else:
         assert "x0" not in got.column_names
+
+
+def test_a_worker_with_another_model_does_not_score_the_job(
+    service: JobService, processor: ChunkProcessor, chunks: list[Chunk], queued: list
+) -> None:
+    job_id = service.create("acme", fmt="csv", model={"version": "older", "sha256": "0" * 64})["id"]
+    service.stage_chunk(job_id, 0, chunks[0].table, [])
+    service.seal(job_id, 200, 1)
+    assert processor.process(job_id, 0) == "retrying"
+    assert processor.process(job_id, 0) == "finished"
+    messages = {e["message"] for e in pa.concat_tables(service.iter_error_tables("acme", job_id)).to_pylist()}
+    assert len(messages) == 1 and "ModelMismatch: this worker serves model" in messages.pop()
+    assert service.get("acme", job_id)["model"]["version"] == "older"
