@@ -80,8 +80,13 @@ def test_worker_scales_and_takes_concurrency_from_environment(
 def test_flower_is_in_the_monitoring_profile_on_5555(compose: dict[str, Any]) -> None:
     flower = compose["services"]["flower"]
     assert flower["profiles"] == ["monitoring"]
-    assert flower["ports"] == ["5555:5555"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"], "Flower has no auth: loopback only"
     assert "--broker=redis://redis:6379/0" in flower["command"]
+
+
+def test_only_api_and_flower_publish_ports(compose: dict[str, Any]) -> None:
+    """Redis and the workers are reachable only on the compose network."""
+    assert {name for name, svc in compose["services"].items() if "ports" in svc} == {"api", "flower"}
 
 
 def test_every_service_restarts(compose: dict[str, Any]) -> None:
