@@ -26,6 +26,7 @@ STATS_PATH = Path(__file__).resolve().parent / "data" / "synth_stats.json"
 CHUNK_ROWS = 50_000
 FORMATS = ("csv", "ndjson", "json")
 _DECIMALS = 6  # plain numbers are written to 6 decimals, as the real file mostly is
+_JSON_SLICE_ROWS = 5_000
 
 
 def load_stats(path: Path = STATS_PATH) -> dict[str, Any]:
@@ -141,10 +142,14 @@ def _write(sink: BinaryIO, fmt: str, tables: Iterator[pa.Table]) -> int:
         if fmt == "csv":
             writer = writer or pacsv.CSVWriter(sink, table.schema)
             writer.write_table(table)
-        elif fmt == "ndjson":
-            sink.write(_json_lines(table) + b"\n")
         else:
-            sink.write((b"," if written else b"") + _json_lines(table).replace(b"\n", b","))
+            # JSON text is ~20x the table's memory: encode in slices to keep the peak small.
+            for start in range(0, table.num_rows, _JSON_SLICE_ROWS):
+                lines = _json_lines(table.slice(start, _JSON_SLICE_ROWS))
+                if fmt == "ndjson":
+                    sink.write(lines + b"\n")
+                else:
+                    sink.write((b"," if written or start else b"") + lines.replace(b"\n", b","))
         written += table.num_rows
     if writer is not None:
         writer.close()
