@@ -178,23 +178,6 @@ class _Source:
         self.lines += data.count(b"\n")
 
 
-class _Prefixed:
-    """A stream that first returns `head`, then the rest of `source` (used to hand pyarrow the CSV body)."""
-
-    def __init__(self, head: bytes, source: _Source) -> None:
-        self._head = head
-        self._source = source
-        self.closed = False
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            data, self._head = self._head[:n], self._head[n:]
-            if len(data) < n:
-                data += self._source.read(n - len(data))
-            return data
-        return self._source.read(n)
-
-
 # --- pieces and chunk assembly -----------------------------------------------------------------------
 
 
@@ -368,72 +351,81 @@ def _table(rows: np.ndarray, typed: dict[str, pa.Array], present: list[str], bad
 
 
 def _csv_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterator[_Piece]:
-    """Parse CSV with pyarrow's streaming reader, every kept column as text, bad lines as row errors."""
-    head, names = _csv_header(source, required)
-    kept = [c for c in keep if c in names]
-    absent = [c for c in keep if c not in names]  # only the passthrough column can be absent: all null
-    bad: list[RowError] = []
+    """Parse CSV a block of whole records at a time with pyarrow, every kept column as text.
 
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        # pyarrow numbers records from 1 (header excluded) when the reader runs on one thread
-        message = f"expected {row.expected_columns} fields, found {row.actual_columns}"
-        bad.append(RowError(row.number - 1, None, message))
-        return "skip"
-
-    try:
-        reader = _open_csv(_Prefixed(head, source), names, kept, on_invalid)
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV" in str(exc):
-            raise ReadError("empty", "the CSV body has a header but no records") from None
-        raise _csv_error(exc, source) from None
+    Blocks are cut here, not by pyarrow's streaming reader, because that one reads many blocks ahead on a
+    background thread: cutting ourselves bounds memory to one block and stops at max_bytes at once.
+    """
+    carry, names = _csv_header(source, required)
+    options = _CsvOptions(names, [c for c in keep if c in names], [c for c in keep if c not in names])
     done = 0
-    seen_bad = 0
     while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
+        data = carry if source.eof else carry + source.read(READ_BLOCK)
+        cut = len(data) if source.eof else _last_record_end(data)
+        block, carry = data[:cut], data[cut:]
+        if len(carry) > MAX_RECORD_BYTES:
+            line = source.lines - carry.count(b"\n") + 1
+            raise ReadError("line_too_long", f"a CSV record is longer than {MAX_RECORD_BYTES} bytes", line=line)
+        if block.strip(b"\r\n"):
+            piece = _csv_block(block, options, done)
+            done = piece.end
+            yield piece
+        if source.eof and not carry:
             break
-        except pa.ArrowInvalid as exc:
-            raise _csv_error(exc, source) from None
-        good = batch.num_rows
-        pending = np.asarray([e.row for e in bad[seen_bad:]], dtype=np.int64)
-        # bad records interleaved with this batch's good ones: those before its (good+1)-th good record
-        n_bad = int(np.searchsorted(pending - np.arange(len(pending)), done + good, side="left"))
-        errors = bad[seen_bad : seen_bad + n_bad]
-        end = done + good + n_bad
-        rows = np.setdiff1d(np.arange(done, end, dtype=np.int64), pending[:n_bad], assume_unique=True)
-        seen_bad += n_bad
-        done = end
-        values = {c: batch.column(c) for c in kept} | {c: pa.nulls(good, pa.string()) for c in absent}
-        yield _Piece(rows, values, errors, end)
-    trailing = bad[seen_bad:]
-    if trailing:
-        done = trailing[-1].row + 1
-        yield _Piece(np.empty(0, np.int64), {c: pa.array([], pa.string()) for c in keep}, trailing, done)
     if done == 0:
         raise ReadError("empty", "the CSV body has a header but no records")
 
 
-def _open_csv(stream: _Prefixed, names: list[str], kept: list[str], on_invalid: Callable[[Any], str]) -> Any:
-    """pyarrow's streaming CSV reader over the body after its header, keeping `kept` as text."""
-    return pacsv.open_csv(
-        pa.PythonFile(stream, mode="r"),
-        read_options=pacsv.ReadOptions(column_names=names, block_size=READ_BLOCK, use_threads=False),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=kept,
-            column_types={c: pa.string() for c in kept},
-            null_values=_CSV_NULLS,
-            strings_can_be_null=True,
-        ),
-    )
+def _last_record_end(data: bytes) -> int:
+    """Index past the last line break outside quotes (0 if none): an even count of `"` lies before it."""
+    end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+    if end == 0 or data.count(b'"', 0, end) % 2 == 0:
+        return end
+    raw = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(raw == ord('"'))
+    breaks = np.flatnonzero((raw == ord("\n")) | (raw == ord("\r")))
+    outside = breaks[np.searchsorted(quotes, breaks) % 2 == 0]
+    return int(outside[-1]) + 1 if len(outside) else 0
 
 
-def _csv_error(exc: pa.ArrowInvalid, source: _Source) -> ReadError:
-    """Translate a pyarrow parse failure into a ReadError."""
-    if "straddl" in str(exc):
-        return ReadError("line_too_long", f"a CSV record is longer than {READ_BLOCK} bytes", line=source.lines + 1)
-    return ReadError("malformed", f"the CSV body cannot be parsed: {exc}", line=source.lines + 1)
+@dataclass(frozen=True, slots=True)
+class _CsvOptions:
+    """The header's column names, the kept ones found in it, and kept ones absent (filled with nulls)."""
+
+    names: list[str]
+    kept: list[str]
+    absent: list[str]
+
+
+def _csv_block(block: bytes, options: _CsvOptions, first: int) -> _Piece:
+    """Parse whole CSV records; lines with the wrong number of fields become row errors."""
+    errors: list[RowError] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        # on one thread pyarrow numbers the block's records from 1, blank lines not counted
+        message = f"expected {row.expected_columns} fields, found {row.actual_columns}"
+        errors.append(RowError(first + row.number - 1, None, message))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(block),
+            read_options=pacsv.ReadOptions(column_names=options.names, use_threads=False, block_size=len(block) + 1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=options.kept,
+                column_types={c: pa.string() for c in options.kept},
+                null_values=_CSV_NULLS,
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise ReadError("malformed", f"the CSV body cannot be parsed: {exc}") from None
+    end = first + table.num_rows + len(errors)
+    failed = np.asarray([e.row for e in errors], dtype=np.int64)
+    rows = np.setdiff1d(np.arange(first, end, dtype=np.int64), failed, assume_unique=True)
+    nulls = {c: pa.nulls(table.num_rows, pa.string()) for c in options.absent}
+    return _Piece(rows, {c: table.column(c) for c in options.kept} | nulls, errors, end)
 
 
 def _csv_header(source: _Source, required: list[str]) -> tuple[bytes, list[str]]:
@@ -480,30 +472,30 @@ def _ndjson_pieces(source: _Source, required: list[str], keep: list[str]) -> Ite
     """Parse NDJSON a block of whole lines at a time; a bad line is a row error, blank lines are skipped."""
     carry = b""
     done = 0
-    line_no = 1  # line number of the first line of `carry`
-    checked = False
     while not source.eof:
         block = carry + source.read(READ_BLOCK)
         cut = block.rfind(b"\n") + 1 if not source.eof else len(block)
         carry = block[cut:]
         if len(carry) > MAX_RECORD_BYTES:
-            raise ReadError(
-                "line_too_long",
-                f"an NDJSON line is longer than {MAX_RECORD_BYTES} bytes",
-                line=line_no + block.count(b"\n"),
-            )
-        lines = block[:cut].split(b"\n")
-        if lines and not lines[-1]:
-            lines.pop()
-        records, errors, rows = _parse_lines(lines, done)
-        if not checked and records:
-            _check_keys(records[0], required)
-            checked = True
-        done += len(rows) + len(errors)
-        line_no += block.count(b"\n", 0, cut)
-        yield _Piece(np.asarray(rows, dtype=np.int64), _columns_of(records, keep), errors, done)
+            message = f"an NDJSON line is longer than {MAX_RECORD_BYTES} bytes"
+            raise ReadError("line_too_long", message, line=source.lines + 1)
+        piece = _ndjson_block(block[:cut], done, keep, required if done == 0 else None)
+        done = piece.end
+        yield piece
     if done == 0:
         raise ReadError("empty", "the body has no NDJSON records")
+
+
+def _ndjson_block(block: bytes, first: int, keep: list[str], required: list[str] | None) -> _Piece:
+    """One block of whole lines as a piece (its parsed records freed on return); check keys if asked."""
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    records, errors, rows = _parse_lines(lines, first)
+    if required is not None and records:
+        _check_keys(records[0], required)
+    end = first + len(rows) + len(errors)
+    return _Piece(np.asarray(rows, dtype=np.int64), _columns_of(records, keep), errors, end)
 
 
 def _parse_lines(lines: list[bytes], first: int) -> tuple[list[dict], list[RowError], list[int]]:
@@ -605,8 +597,8 @@ class _JsonArray:
         if first != b"[":
             raise self._malformed(0, "a JSON body must be an array of objects or one object")
         self._advance(1)
-        while (values := self._next_values()) is not None:
-            yield self._piece(values)
+        while (piece := self._next_piece()) is not None:
+            yield piece
         rest = self._read_rest()
         if self.done and rest.lstrip(_WS).startswith(b"]"):
             raise self._malformed(0, "a comma before the closing bracket")
@@ -626,11 +618,16 @@ class _JsonArray:
         self._advance(len(self.buf) - len(stripped))
         return stripped[:1]
 
+    def _next_piece(self) -> _Piece | None:
+        """The complete elements at the front of the buffer (parsed values freed on return), or None at the tail."""
+        values = self._next_values()
+        return None if values is None else self._piece(values)
+
     def _next_values(self) -> list[Any] | None:
         """The complete elements at the front of the buffer, or None when only the array's tail is left."""
         while True:
             if len(self.buf) < READ_BLOCK and not self.source.eof:
-                self.buf += self.source.read(READ_BLOCK)
+                self.buf += self.source.read(READ_BLOCK - len(self.buf))  # about one block parsed at a time
             for cut in self._candidates():
                 try:
                     values = orjson.loads(b"[" + self.buf[: cut - 1] + b"]")

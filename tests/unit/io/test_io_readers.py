@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 
 import pyarrow as pa
 import pytest
 
+from model import readers
 from model.errors import PredictqError, RowError
 from model.readers import (
     MAX_RECORD_BYTES,
@@ -400,3 +402,50 @@ def test_csv_line_endings_and_leading_blank_lines(body: bytes) -> None:
 
 def test_csv_header_that_cannot_be_parsed_is_malformed() -> None:
     assert read_error(b'"a,b\n1,2\n', "csv").code == "malformed"
+
+
+class RepeatedBody:
+    """A large body made on the fly from one repeated unit, so the test itself holds almost none of it."""
+
+    def __init__(self, head: bytes, unit: bytes, times: int, tail: bytes) -> None:
+        self.parts = iter([head, *([unit] * times), tail])
+        self.buf = b""
+        self.size = len(head) + len(unit) * times + len(tail)
+
+    def read(self, n: int = -1) -> bytes:
+        while len(self.buf) < n and (part := next(self.parts, None)) is not None:
+            self.buf += part
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+
+def record(i: int) -> str:
+    return "{" + ",".join(f'"k{j}":{i}.5' for j in range(18)) + f',"a":{i},"b":"lvl{i % 5}"' + "}"
+
+
+BODIES = {
+    "csv": (
+        ",".join([f"k{j}" for j in range(18)] + ["a", "b"]) + "\n",
+        "".join(f"{f'{i}.5,' * 18}{i},lvl{i % 5}\n" for i in range(1000)),
+        "",
+    ),
+    "ndjson": ("", "".join(record(i) + "\n" for i in range(1000)), ""),
+    "json": ("[", "".join(record(i) + "," for i in range(1000)), record(0) + "]"),
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_memory_stays_bounded_by_block_and_chunk(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readers, "READ_BLOCK", 1 << 16)  # small blocks: the bound shows on a small body
+    head, unit, tail = (part.encode() for part in BODIES[fmt])
+    list(iter_chunks(RepeatedBody(head, unit, 2, tail), fmt, columns=COLS, chunk_rows=2000))  # one-time imports
+    body = RepeatedBody(head, unit, 60, tail)
+    tracemalloc.start()
+    try:
+        rows = sum(c.rows for c in iter_chunks(body, fmt, columns=COLS, chunk_rows=2000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows == 60_000 + (fmt == "json")
+    assert body.size > 5 * 2**20
+    assert peak < 3 * 2**20
