@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from model.synth import write_synth
+from predictq.client import Client, ClientError
 from predictq.localredis import free_port, redis_answers
 
 PREDICTQ = [sys.executable, "-c", "from predictq.cli import main; main()"]
@@ -213,6 +214,31 @@ def test_cli_submit_wait_round_trip_with_progress(up: RunningUp, rows_csv: Path,
     code, out, _ = run_with_pty_stderr([*PREDICTQ, "status", job_id.group(1)], env)
     assert code == 0
     assert json.loads(out)["state"] == "succeeded"
+
+
+def test_client_library_predict_errors_and_cancel(up: RunningUp, tmp_path: Path) -> None:
+    """predictq.client against the real API: inline scoring, a job with a bad row, its errors, then cancel."""
+    client = Client(up.url, up.api_key)
+    scored = client.predict([{"x5": "monday", "x12": "$1,000.00", "x31": "asia", "x81": "July"}])
+    assert isinstance(scored, list) and len(scored) == 1
+
+    bad = tmp_path / "bad.ndjson"
+    good = {"x5": "monday", "x12": "$1,000.00", "x31": "asia", "x44": 0.1, "x53": 0.2, "x56": 0.3, "x58": 0.4,
+            "x62": 0.5, "x81": "July", "x91": 0.6}
+    bad.write_text("\n".join([json.dumps(good), "{not json", json.dumps(good)]) + "\n")
+    job = client.wait(client.submit(bad)["id"], interval=0.1, timeout=120)
+    assert job["state"] == "succeeded", job
+    errors = b"".join(client.iter_results(job["id"], "ndjson", kind="errors")).decode().splitlines()
+    assert [json.loads(line)["row"] for line in errors] == [1]
+    sink = io.BytesIO()
+    assert client.download(job["id"], sink, "ndjson") == len(sink.getvalue()) > 0
+    assert [json.loads(line)["row"] for line in sink.getvalue().decode().splitlines()] == [0, 2]
+
+    cancelled = client.cancel(job["id"])
+    assert cancelled["state"] == "succeeded"  # a finished job stays as it ended
+    with pytest.raises(ClientError) as missing:
+        client.status("no-such-job")
+    assert missing.value.status == 404
 
 
 def test_metrics_sum_over_api_workers(up: RunningUp) -> None:
