@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def up(
 ) -> None:
     """Run the whole stack on this machine without Docker: Redis, workers and the API, until Ctrl-C."""
     settings = _settings()
+    # Until the run loop takes over signals, SIGTERM must unwind like Ctrl-C so started children are stopped.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     stack = Stack(
         settings, host=host, port=port or settings.api_port, workers=workers, concurrency=concurrency,
         api_workers=api_workers, private_redis=private_redis, log_dir=log_dir,
@@ -83,6 +86,10 @@ def up(
         raise SystemExit(130) from None
     click.echo(_banner(stack), nl=False)
     raise SystemExit(stack.run_until_signal())
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _banner(stack: Stack) -> str:

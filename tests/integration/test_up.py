@@ -40,6 +40,7 @@ class RunningUp:
     api_key: str
     redis_url: str
     log_dir: Path
+    marker: str
     descendants: list[psutil.Process] = field(default_factory=list)
 
     def stop(self, timeout: float = 90.0) -> int:
@@ -48,15 +49,28 @@ class RunningUp:
         return self.process.wait(timeout=timeout)
 
     def survivors(self) -> list[psutil.Process]:
-        """Descendants still running (a zombie has exited and counts as gone)."""
-        alive = []
-        for proc in self.descendants:
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-            except psutil.NoSuchProcess:
-                continue
-        return alive
+        """Descendants seen while running, or any process carrying this run's marker, that still run."""
+        return [proc for proc in {*self.descendants, *marked_processes(self.marker)} if running(proc)]
+
+
+def running(proc: psutil.Process) -> bool:
+    """True while the process exists and has not exited (a zombie has exited)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Every process whose environment carries PREDICTQ_TEST_MARK=marker (children inherit it)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("PREDICTQ_TEST_MARK") == marker:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 def _reader(stream: object, lines: queue.Queue[str]) -> None:
@@ -68,6 +82,7 @@ def start_up(log_dir: Path, workers: int = 1, api_workers: int = 2, timeout: flo
     """Start `predictq up` on a private port with a REDIS_URL that nothing answers, and wait for its banner."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTQ_")}
     env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    env["PREDICTQ_TEST_MARK"] = marker = f"up-{os.getpid()}-{time.monotonic_ns()}"
     port = free_port()
     process = subprocess.Popen(
         [
@@ -92,9 +107,9 @@ def start_up(log_dir: Path, workers: int = 1, api_workers: int = 2, timeout: flo
     redis_url = re.search(r"redis:\s+(\S+) \(private\)", text)
     assert url and key and redis_url, text
     assert url.group(1) == f"http://127.0.0.1:{port}"
-    running = RunningUp(process, url.group(1), key.group(1), redis_url.group(1), log_dir)
-    running.descendants = psutil.Process(process.pid).children(recursive=True)
-    return running
+    up = RunningUp(process, url.group(1), key.group(1), redis_url.group(1), log_dir, marker)
+    up.descendants = psutil.Process(process.pid).children(recursive=True)
+    return up
 
 
 JOB_ROWS = 1500
@@ -253,8 +268,26 @@ def test_metrics_sum_over_api_workers(up: RunningUp) -> None:
 def test_ctrl_c_stops_every_child(up: RunningUp) -> None:
     """Runs last in this module: SIGINT to the supervisor leaves no process it started."""
     assert up.descendants, "predictq up started no processes"
+    assert len(marked_processes(up.marker)) > len(up.descendants) / 2, "the marker must find the children"
     assert up.stop() == 0
     assert up.survivors() == []
     assert not redis_answers(up.redis_url)
     output = up.process.stdout.read() if up.process.stdout else ""
     assert "Traceback" not in output
+
+
+def test_a_child_that_dies_at_start_stops_the_rest(tmp_path: Path) -> None:
+    """A broken key list makes the API fail to boot: `up` reports its log, exits 1 and leaves nothing behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTQ_")}
+    marker = f"broken-{os.getpid()}-{time.monotonic_ns()}"
+    env.update(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", PREDICTQ_API_KEYS="no-tenant-here",
+               PREDICTQ_TEST_MARK=marker)
+    result = subprocess.run(
+        [*PREDICTQ, "up", "--port", str(free_port()), "--workers", "1", "--log-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "predictq up: api exited" in result.stderr
+    assert "PREDICTQ_API_KEYS" in result.stderr  # the tail of the API's log says why
+    assert "predictq is up" not in result.stdout
+    assert [proc for proc in marked_processes(marker) if running(proc)] == []
