@@ -36,6 +36,7 @@ READ_BLOCK = 1 << 20  # bytes per read from the client stream
 MAX_RECORD_BYTES = 1 << 20  # one CSV line, NDJSON line or JSON-array element may not exceed this
 ROW_COLUMN = "row"
 _BOM = codecs.BOM_UTF8
+_SAMPLE = 64  # cells tried before casting a whole CSV column to numbers
 _LINE_END = re.compile(rb"\r\n?|\n")  # the line endings pyarrow accepts
 _CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "-nan", "null", "NULL"]
 
@@ -253,14 +254,23 @@ def _finish_strings(values: dict[str, Any], rows: np.ndarray, present: list[str]
     typed: dict[str, pa.Array] = {}
     for name in present:
         text = values[name]
-        try:
-            numbers = pc.cast(text, pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            typed[name] = text.cast(pa.string())
+        numbers = _as_numbers(text)
+        if numbers is None:
+            typed[name] = text
             continue
         typed[name], errors_here = _finite(numbers, rows, name, bad)
         errors.extend(errors_here)
     return _table(rows, typed, present, bad), errors
+
+
+def _as_numbers(text: pa.Array) -> pa.Array | None:
+    """The text column parsed as float64, or None if any cell is not a number."""
+    try:
+        # a failed cast of a whole text column is slow: a sample decides most text columns at once
+        pc.cast(text.drop_null()[:_SAMPLE], pa.float64())
+        return pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        return None
 
 
 def _finite(numbers: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
