@@ -67,11 +67,12 @@ class KeyRing:
 
 
 def presented_key(req: Request) -> str | None:
-    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
-    header = req.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>` ("" for any other
+    Authorization scheme, which is refused rather than ignored)."""
+    header = req.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.strip().partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
     key = req.headers.get("X-API-Key", "").strip()
     return key or None
 
@@ -91,7 +92,12 @@ def authenticate(keyring: KeyRing) -> str:
     key = presented_key(request)
     tenant = keyring.tenant_for(key) if key else None
     if tenant is None:
-        message = "invalid API key" if key else "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'"
+        if key is None:
+            message = "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        elif key == "":
+            message = "unsupported Authorization header: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        else:
+            message = "invalid API key"
         raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="predictq"'})
     g.tenant = tenant
     return tenant

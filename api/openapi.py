@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.schema import RAW_COLUMNS, REQUIRED_COLUMNS
+from model.schema import REQUIRED_COLUMNS
 from predictq import __version__
 from predictq.settings import Settings
 
@@ -38,13 +38,13 @@ FORMAT = {
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:
-    value = {"type": ["number", "string", "null"]}
     record = {
         "type": "object",
-        "description": "One input row: the exercise's raw columns x0..x99 (the model reads "
-        f"{', '.join(REQUIRED_COLUMNS)}; others are accepted and ignored). "
-        "Numbers may be sent as strings ('$1,234.50', '62.5%').",
-        "properties": {c: value for c in RAW_COLUMNS},
+        "description": "One input row: the exercise's raw columns x0..x99. The model reads "
+        f"{', '.join(REQUIRED_COLUMNS)}; other keys are accepted and ignored. Values are numbers, numeric text "
+        "('$1,234.50', '62.5%', '1e3') or, for x5/x31/x81, a known level; null or an absent key is missing. A row "
+        "whose values cannot be used is a row error naming the column, never a failure of the whole request.",
+        "properties": {c: {"description": "number, numeric text, level, or null"} for c in REQUIRED_COLUMNS},
         "additionalProperties": True,
     }
     prediction = {
@@ -141,7 +141,11 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         },
         "Error": error,
         "PredictArray": {
-            "type": "array", "minItems": 1, "maxItems": settings.max_sync_rows, "items": _ref("Record"),
+            "type": "array",
+            "minItems": 1,
+            "maxItems": settings.max_sync_rows,
+            "description": "Records; an element that is not a usable Record is answered in place with a RowError.",
+            "items": {},
         },
     }
 
@@ -182,7 +186,8 @@ def _jobs(settings: Settings) -> dict[str, Any]:
     upload_content = {
         "text/csv": {"schema": binary},
         "application/x-ndjson": {"schema": binary},
-        JSON: {"schema": {"type": "array", "items": _ref("Record")}},
+        JSON: {"schema": {"description": "A JSON array of Records (or one Record); an element that is not a usable "
+                          "Record becomes a row error of the job."}},
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": binary}}},
     }
     job_response = {"content": {JSON: {"schema": _ref("Job")}}}

@@ -48,7 +48,13 @@ def test_either_header_carries_the_key(make_app, good_row, headers: dict[str, st
 
 @pytest.mark.parametrize(
     ("headers", "message"),
-    [({}, "missing API key"), ({"X-API-Key": "wrong"}, "invalid API key"), ({"Authorization": "Basic x"}, "missing")],
+    [
+        ({}, "missing API key"),
+        ({"X-API-Key": "wrong"}, "invalid API key"),
+        ({"Authorization": "Bearer wrong", "X-API-Key": "sekrit"}, "invalid API key"),
+        ({"Authorization": "Basic c2Vrcml0", "X-API-Key": "sekrit"}, "unsupported Authorization"),
+        ({"Authorization": "Bearer "}, "unsupported Authorization"),
+    ],
 )
 def test_missing_or_wrong_key_is_401(make_app, good_row, headers: dict[str, str], message: str) -> None:
     client = make_app(auth_mode="required", api_keys="sekrit:acme").test_client()
