@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import os
@@ -11,6 +12,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from worker.job_store import OPEN_STATES
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +51,19 @@ class QueueCollector:
         self._queue_name = queue_name
 
     def collect(self) -> Iterator[Metric]:
-        """Rows waiting to be scored and tasks waiting in the broker queue (absent when Redis is down)."""
+        """Open jobs by state, rows waiting to be scored, tasks in the broker queue (absent when Redis is down)."""
         try:
             queued_rows = self._jobs.queued_rows()
             depth = self._redis.llen(self._queue_name)
+            store = self._jobs.store
+            states = collections.Counter(f.get("state") for f in store.many_fields(store.active_jobs()) if f)
         except Exception as exc:
             log.warning("queue metrics unavailable: %s", exc)
             return
+        jobs = GaugeMetricFamily("predictq_open_jobs", "Jobs not finished yet, by state", labels=["state"])
+        for state in OPEN_STATES:
+            jobs.add_metric([state], float(states.get(state, 0)))
+        yield jobs
         rows = GaugeMetricFamily("predictq_queued_rows", "Rows in jobs not yet scored")
         rows.add_metric([], float(queued_rows))
         yield rows

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, request
 
 from api.errors import ApiError
+from api.metrics import api_metrics
 from api.responses import JSON_OPTIONS
 from api.services import require_tenant, services
 from api.uploads import read_body
@@ -81,9 +83,13 @@ def predict() -> Response:
             f"/predict reads application/json, got {got!r}" if got else "missing Content-Type: send application/json",
             {"content_type": got},
         )
+    started = time.perf_counter()
     max_rows = services().settings.max_sync_rows
     records, single = parse_predict_body(read_body(request, max_rows * PREDICT_BYTES_PER_ROW), max_rows)
     results = score_with_errors(records)
+    metrics = api_metrics()
+    metrics.predict_rows.inc(len(records))
+    metrics.predict_latency.observe(time.perf_counter() - started)
     if single:
         first = results[0]
         if "error" in first and len(first) == 1:

@@ -33,13 +33,30 @@ def test_readyz_is_503_when_redis_is_unreachable(make_app, scorer) -> None:
     assert response.get_json()["checks"]["redis"].startswith("unreachable")
 
 
-def test_metrics_expose_queue_gauges_and_counters(client, good_row) -> None:
-    client.post("/predict", json=[good_row, good_row])
+def metric(text: str, name: str) -> float:
+    """The value of one sample line `name value` in exposition text."""
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert match, f"{name} not in metrics"
+    return float(match.group(1))
+
+
+def test_metrics_count_predictions_and_requests(client, good_row) -> None:
+    before = client.get("/metrics").get_data(as_text=True)
+    client.post("/predict", json=[good_row, good_row, good_row])
+    after = client.get("/metrics").get_data(as_text=True)
+    assert metric(after, "predictq_predict_rows_total") - metric(before, "predictq_predict_rows_total") == 3
+    assert metric(after, "predictq_predict_seconds_count") - metric(before, "predictq_predict_seconds_count") == 1
+    assert metric(after, 'predictq_http_requests_total{endpoint="predict.predict",status="200"}') >= 1
+
+
+def test_metrics_report_open_jobs_and_queued_rows(client, good_row) -> None:
+    body = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91\n" + b"monday,1,asia,1,1,1,1,1,July,1\n" * 7
+    assert client.post("/v1/jobs", data=body, content_type="text/csv").status_code == 202
     text = client.get("/metrics").get_data(as_text=True)
-    assert re.search(r"^predictq_queued_rows 0\.0$", text, re.M)
-    assert re.search(r"^predictq_queue_depth 0\.0$", text, re.M)
-    assert re.search(r'^predictq_http_requests_total\{endpoint="predict.predict",status="200"\} \d', text, re.M)
-    assert re.search(r"^predictq_predict_rows_total \d", text, re.M)
+    assert metric(text, 'predictq_open_jobs{state="queued"}') == 1
+    assert metric(text, 'predictq_open_jobs{state="running"}') == 0
+    assert metric(text, "predictq_queued_rows") == 7
+    assert metric(text, "predictq_queue_depth") == 0  # the unit tests record tasks instead of using a broker
 
 
 def test_openapi_documents_every_route(make_app) -> None:
