@@ -57,16 +57,26 @@ _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": 
 class ReadError(PredictqError):
     """A body that cannot be read as a whole; `code` is stable, `line`/`column` are 1-based when known."""
 
-    def __init__(self, code: str, message: str, line: int | None = None, column: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        *,
+        missing: list[str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.line = line
         self.column = column
+        self.missing = missing  # the required columns absent, for `missing_columns`
 
     def as_dict(self) -> dict[str, Any]:
-        """The error as plain data, for an API error's `details`."""
-        return {"code": self.code, "message": self.message, "line": self.line, "column": self.column}
+        """The error as plain data (None fields left out), for an API error's `details`."""
+        fields = {"code": self.code, "message": self.message, "line": self.line, "column": self.column}
+        return {k: v for k, v in (fields | {"missing": self.missing}).items() if v is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +127,20 @@ def iter_chunks(
     passthrough: str | None = None,
     max_bytes: int | None = None,
 ) -> Iterator[Chunk]:
-    """Yield the input as chunks of `chunk_rows` records (the last one shorter); see the module docstring."""
+    """Chunks of `chunk_rows` records (the last one shorter); see the module docstring.
+
+    Arguments are checked at once; the body is read only as the chunks are consumed.
+    """
     if fmt not in FORMATS:
         raise ReadError("unsupported_format", f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
+    if passthrough == ROW_COLUMN:
+        raise ReadError("invalid_passthrough", f"the passthrough column cannot be {ROW_COLUMN!r}: results carry it")
     keep = list(dict.fromkeys([*columns, *([passthrough] if passthrough else [])]))
-    source = _Source(stream, max_bytes)
     parse = {"csv": _csv_pieces, "ndjson": _ndjson_pieces, "json": _json_pieces}[fmt]
     finish = _finish_strings if fmt == "csv" else _finish_values
-    yield from _assemble(parse(source, list(columns), keep), chunk_rows, keep, finish)
+    return _assemble(parse(_Source(stream, max_bytes), list(columns), keep), chunk_rows, keep, finish)
 
 
 # --- the byte source: size limit, BOM, UTF-8 check, line counting -------------------------------------
@@ -472,7 +486,8 @@ def _check_names(names: list[str], required: list[str], header: str) -> None:
     for delimiter, label in ((";", "semicolon"), ("\t", "tab")):
         if delimiter in header and not [c for c in required if c not in header.split(delimiter)]:
             raise ReadError("delimiter", f"the CSV header looks {label}-separated; send comma-separated values", line=1)
-    raise ReadError("missing_columns", f"required columns missing from the header: {', '.join(missing)}", line=1)
+    message = f"required columns missing from the header: {', '.join(missing)}"
+    raise ReadError("missing_columns", message, line=1, missing=missing)
 
 
 # --- NDJSON ------------------------------------------------------------------------------------------
@@ -482,6 +497,7 @@ def _ndjson_pieces(source: _Source, required: list[str], keep: list[str]) -> Ite
     """Parse NDJSON a block of whole lines at a time; a bad line is a row error, blank lines are skipped."""
     carry = b""
     done = 0
+    checked = False  # whether a readable record has shown the required keys yet
     while not source.eof:
         block = carry + source.read(READ_BLOCK)
         cut = block.rfind(b"\n") + 1 if not source.eof else len(block)
@@ -489,7 +505,8 @@ def _ndjson_pieces(source: _Source, required: list[str], keep: list[str]) -> Ite
         if len(carry) > MAX_RECORD_BYTES:
             message = f"an NDJSON line is longer than {MAX_RECORD_BYTES} bytes"
             raise ReadError("line_too_long", message, line=source.lines + 1)
-        piece = _ndjson_block(block[:cut], done, keep, required if done == 0 else None)
+        piece = _ndjson_block(block[:cut], done, keep, None if checked else required)
+        checked = checked or len(piece.rows) > 0
         done = piece.end
         yield piece
     if done == 0:
@@ -547,16 +564,19 @@ def _parse_record(text: bytes) -> tuple[dict | None, str | None]:
 def _loads_python(text: bytes) -> Any:
     """Python's parser for text orjson rejects: it also reads NaN, Infinity and 1e400 (None if it fails too)."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode()  # rejects lone surrogates (`"\\ud800"`), as orjson does
     except (ValueError, RecursionError):
         return None
+    return value
 
 
 def _check_keys(record: dict, required: list[str]) -> None:
     """The first readable record must carry every required column."""
     missing = [c for c in required if c not in record]
     if missing:
-        raise ReadError("missing_columns", f"required columns missing from the first record: {', '.join(missing)}")
+        message = f"required columns missing from the first record: {', '.join(missing)}"
+        raise ReadError("missing_columns", message, missing=missing)
 
 
 def _columns_of(records: list[dict], keep: list[str]) -> dict[str, list[Any]]:

@@ -449,3 +449,33 @@ def test_memory_stays_bounded_by_block_and_chunk(fmt: str, monkeypatch: pytest.M
     assert rows == 60_000 + (fmt == "json")
     assert body.size > 5 * 2**20
     assert peak < 3 * 2**20
+
+
+@pytest.mark.parametrize("line", [b'{"a":"\\ud800","b":1}', b'{"a":1,"b":2,"\\udfff":3}'])
+def test_lone_surrogate_escape_is_a_row_error(line: bytes) -> None:
+    chunks = read(line + b'\n{"a":1,"b":2}\n', "ndjson")
+    assert [(e.row, e.column) for e in errors_of(chunks)] == [(0, None)]
+    assert [r["row"] for r in rows_of(chunks)] == [1]
+
+
+def test_required_keys_are_checked_on_the_first_readable_record() -> None:
+    body = b"oops\n" * 200_000 + b'{"a":1}\n'
+    error = read_error(body, "ndjson")
+    assert error.code == "missing_columns" and error.missing == ["b"]
+    assert error.as_dict() == {"code": "missing_columns", "message": error.message, "missing": ["b"]}
+
+
+def test_missing_csv_columns_are_listed() -> None:
+    assert read_error(b"a,x\n1,2\n", "csv", columns=["a", "b", "c"]).missing == ["b", "c"]
+
+
+def test_arguments_are_checked_before_any_reading() -> None:
+    stream = CountingStream(b"a,b\n1,2\n")
+    with pytest.raises(ReadError) as info:
+        iter_chunks(stream, "csv", columns=COLS, chunk_rows=10, passthrough="row")
+    assert info.value.code == "invalid_passthrough"
+    with pytest.raises(ReadError):
+        iter_chunks(stream, "xml", columns=COLS, chunk_rows=10)
+    with pytest.raises(ValueError):
+        iter_chunks(stream, "csv", columns=COLS, chunk_rows=0)
+    assert stream.reads == 0
