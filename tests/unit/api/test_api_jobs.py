@@ -229,3 +229,62 @@ def test_expired_job_is_410(client):
 def test_invalid_id_column_is_400(client, make_rows):
     response = submit(client, to_csv(make_rows(1)), "text/csv", query="?id_column=%0a")
     assert response.status_code == 400
+
+
+HEADER = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (HEADER + b"\n", 400, "empty"),
+        (HEADER + b",x5\nmonday,1,asia,1,1,1,1,1,July,1,tuesday\n", 400, "duplicate_columns"),
+        (HEADER.replace(b",", b"\t") + b"\nmonday\t1\tasia\t1\t1\t1\t1\t1\tJuly\t1\n", 400, "delimiter"),
+        (HEADER + b"\n" + b"monday," + b"9" * 3_000_000 + b",asia,1,1,1,1,1,July,1\n", 413, "line_too_long"),
+    ],
+    ids=["header-only", "duplicate-columns", "tab-delimited", "3-MB-line"],
+)
+def test_hostile_csv_is_refused_clearly(client, body: bytes, status: int, code: str):
+    response = submit(client, body, "text/csv")
+    assert response.status_code == status
+    assert response.get_json()["error"]["code"] == code
+
+
+def test_broken_csv_rows_are_row_errors(client, score_queued):
+    body = HEADER + b"\nmonday,1,asia,1,1,1,1,1,July,1\nmonday,1,asia\nmonday,NaN,asia,Infinity,1,1,1,1,July,1\n"
+    job = submit(client, body, "text/csv").get_json()
+    score_queued()
+    errors = client.get(job["links"]["errors"], headers=KEY_A).get_json()
+    assert [e["row"] for e in errors] == [1, 2]
+    assert [r["row"] for r in client.get(job["links"]["results"], headers=KEY_A).get_json()] == [0]
+
+
+def test_passthrough_formulas_are_neutralized_in_csv_only(client, score_queued):
+    body = HEADER + b",cid\n" + b"".join(
+        b"monday,1,asia,1,1,1,1,1,July,1," + cid + b"\n" for cid in (b"=1+2", b"+SUM(A1)", b"-3", b"@x", b"ok")
+    )
+    job = submit(client, body, "text/csv", query="?id_column=cid").get_json()
+    score_queued()
+    as_csv = client.get(job["links"]["results"] + "?format=csv", headers=KEY_A).get_data(as_text=True)
+    cids = [row["cid"] for row in csv.DictReader(io.StringIO(as_csv))]
+    assert cids == ["'=1+2", "'+SUM(A1)", "'-3", "'@x", "ok"]
+    as_json = client.get(job["links"]["results"], headers=KEY_A).get_json()
+    assert [r["cid"] for r in as_json] == ["=1+2", "+SUM(A1)", "-3", "@x", "ok"]
+
+
+def test_cancel_during_upload_stops_reading_with_409(app, client, make_rows, fake_redis):
+    body = to_ndjson(make_rows(4)) * 4_000  # a few 1 MiB reader blocks: the cancel lands between chunks
+    jobs = app.extensions["predictq"].jobs
+    original = jobs.stage_chunk
+
+    def stage_then_cancel(job_id, index, table, errors):
+        staged = original(job_id, index, table, errors)
+        if index == 0:
+            jobs.cancel("acme", job_id)
+        return staged
+
+    jobs.stage_chunk = stage_then_cancel
+    response = submit(client, body, "application/x-ndjson")
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert (error["code"], error["details"]["job"]["state"]) == ("job_closed", "cancelled")
