@@ -479,3 +479,17 @@ def test_arguments_are_checked_before_any_reading() -> None:
     with pytest.raises(ValueError):
         iter_chunks(stream, "csv", columns=COLS, chunk_rows=0)
     assert stream.reads == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_blank_body_of_many_blocks_is_empty_without_holding_it(fmt: str) -> None:
+    body = RepeatedBody(b"", b"\n" * READ_BLOCK, 8, b"")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ReadError) as info:
+            list(iter_chunks(body, fmt, columns=COLS, chunk_rows=10))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info.value.code == "empty"
+    assert peak < 4 * READ_BLOCK
