@@ -1,0 +1,170 @@
+"""The API served by gunicorn (`api.wsgi:app` with predictq.gunicorn_conf) over real sockets: chunked uploads
+streamed to real Celery workers, size limits enforced before the body is read, metrics summed over workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from model.synth import iter_synth
+from predictq.localredis import free_port
+from predictq.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = {"Authorization": "Bearer server-key"}
+UPLOAD_LIMIT = 8_000_000
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    port: int
+
+
+def server_env(settings: Settings, port: int) -> dict[str, str]:
+    """The environment gunicorn and the app read their settings from."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTQ_", "PROMETHEUS_"))}
+    env |= {
+        "REDIS_URL": settings.redis_url,
+        "PREDICTQ_QUEUE": settings.queue_name,
+        "PREDICTQ_CHUNK_ROWS": str(settings.chunk_rows),
+        "PREDICTQ_API_KEYS": "server-key:acme",
+        "PREDICTQ_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+        "PREDICTQ_PORT": str(port),
+        "PREDICTQ_API_WORKERS": "2",
+        "PREDICTQ_API_THREADS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+@pytest.fixture
+def worker_settings(worker_settings: Settings) -> Settings:
+    return dataclasses.replace(worker_settings, chunk_rows=2_000)
+
+
+@pytest.fixture
+def server(worker_settings: Settings, tmp_path: Path) -> Iterator[Server]:
+    """gunicorn on a free port until the test ends; ready once /readyz answers 200."""
+    port = free_port()
+    log = (tmp_path / "gunicorn.log").open("wb")
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:predictq.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
+            "api.wsgi:app"]
+    process = subprocess.Popen(argv, cwd=ROOT, env=server_env(worker_settings, port), stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
+            time.sleep(0.2)
+        yield Server(url, port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def ndjson_rows() -> list[bytes]:
+    """5,000 synthetic rows as NDJSON lines."""
+    table = next(iter_synth(5_000, seed=11, chunk_rows=5_000))
+    return [orjson.dumps(record) + b"\n" for record in table.to_pylist()]
+
+
+def test_chunked_upload_streams_to_workers(server: Server, celery_workers: Any, ndjson_rows: list[bytes],
+                                           scorer: Any) -> None:
+    celery_workers.start()
+
+    def body() -> Iterator[bytes]:
+        for start in range(0, len(ndjson_rows), 500):
+            yield b"".join(ndjson_rows[start : start + 500])
+
+    # A generator body goes out with Transfer-Encoding: chunked and no Content-Length.
+    response = requests.post(f"{server.url}/v1/jobs", data=body(), timeout=60,
+                             headers={**KEY, "Content-Type": "application/x-ndjson"})
+    assert response.status_code == 202, response.text
+    job_url = server.url + response.headers["Location"]
+    deadline = time.monotonic() + 120
+    while (job := requests.get(job_url, headers=KEY, timeout=10).json())["state"] not in {"succeeded", "failed"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert (job["state"], job["rows_total"], job["chunks_total"]) == ("succeeded", 5_000, 3)
+    results = requests.get(f"{job_url}/results?format=ndjson", headers=KEY, timeout=60).content.splitlines()
+    expected = scorer.score_records([orjson.loads(line) for line in ndjson_rows]).to_records(include_row=True)
+    assert [orjson.loads(line) for line in results] == expected
+
+
+def test_predict_and_metrics_over_gunicorn(server: Server, ndjson_rows: list[bytes]) -> None:
+    rows = b"[" + b",".join(line.rstrip() for line in ndjson_rows[:100]) + b"]"
+    for _ in range(4):
+        answered = requests.post(f"{server.url}/predict", data=rows, timeout=30,
+                                 headers={**KEY, "Content-Type": "application/json"})
+        assert answered.status_code == 200
+        assert len(answered.json()) == 100
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    # Summed over both gunicorn workers through the multiprocess directory.
+    assert "predictq_predict_rows_total 400.0" in text
+
+
+def raw_request(port: int, head: bytes) -> socket.socket:
+    """A socket to the server with `head` (request line and headers) already sent."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(head)
+    return sock
+
+
+def test_declared_oversize_is_refused_before_any_body_byte(server: Server) -> None:
+    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer server-key\r\nContent-Type: text/csv\r\n"
+            f"Content-Length: {10 * UPLOAD_LIMIT}\r\n\r\n").encode()
+    with raw_request(server.port, head) as sock:
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'"too_large"' in answer
+
+
+def test_streamed_oversize_is_refused_as_soon_as_the_limit_passes(server: Server) -> None:
+    head = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer server-key\r\n"
+            b"Content-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n")
+    header = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91\n"
+    block = header + b"monday,1,asia,1,1,1,1,1,July,1\n" * 8_000
+    sent = 0
+    answer = b""
+    with raw_request(server.port, head) as sock:
+        sock.settimeout(0.05)
+        # Offer up to 10x the limit; stop as soon as the server answers.
+        while sent < 10 * UPLOAD_LIMIT and not answer:
+            piece = block if sent == 0 else block[len(header):]
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent += len(piece)
+                answer = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        sock.settimeout(10)
+        answer = answer or sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < 3 * UPLOAD_LIMIT
