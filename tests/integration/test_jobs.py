@@ -50,6 +50,10 @@ def test_synthetic_rows_score_like_in_process(
     assert (job["chunks_total"], job["chunks_done"], job["progress"]) == (10, 10, 1.0)
     assert job["model"] == {"version": scorer.version, "sha256": scorer.sha256}
     job_driver.assert_exact(job_driver.results(submitted.job_id), submitted.expected)
+    client = job_driver.service.store.redis
+    keys = client.keys(f"{job_driver.service.settings.key_prefix}:*")
+    assert keys and all(0 < client.pttl(key) <= job_driver.service.settings.job_ttl_seconds * 1000 for key in keys)
+    assert client.keys(job_driver.service.store.keys(submitted.job_id).staged("*")) == []
 
 
 @pytest.mark.reference

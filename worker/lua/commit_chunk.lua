@@ -10,6 +10,8 @@ local state = redis.call('HGET', job, 'state')
 if not state then
     return 'gone'
 end
+-- Whatever the answer, this attempt is over: its lease must not linger for the reaper to requeue.
+redis.call('HDEL', leases, index)
 if not is_open(state) then
     return state
 end
@@ -25,7 +27,6 @@ if err_payload ~= '' then
     redis.call('SET', errors, err_payload, 'EXAT', expires_at)
 end
 redis.call('DEL', staged)
-redis.call('HDEL', leases, index)
 redis.call('HINCRBY', job, 'rows_scored', rows_scored)
 redis.call('HINCRBY', job, 'rows_failed', rows_failed)
 redis.call('HINCRBY', job, 'chunks_done', 1)

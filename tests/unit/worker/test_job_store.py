@@ -138,10 +138,12 @@ def test_a_closed_job_skips_its_chunks_and_discards_late_results(store: JobStore
     for index in range(3):
         stage(store, job_id, index)
     commit(store, job_id, 0)
+    store.start_chunk(job_id, 2, "h|1|0.0", 3, MODEL)  # in flight when the job closes
     assert store.close(job_id, state, "why") == state
     assert [store.staged_payload(job_id, i) for i in range(3)] == [None, None, None]
     assert store.start_chunk(job_id, 1, "h|1|0.0", 3, MODEL).action == "closed"
     assert commit(store, job_id, 2) == state
+    assert store.leases(job_id) == {}
     fields = store.fields(job_id) or {}
     assert (fields["chunks_done"], fields["reason"]) == ("1", "why")
     assert store.payload(store.keys(job_id).result(0)) == b"result-0"
