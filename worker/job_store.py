@@ -65,7 +65,7 @@ class JobStore:
         self._scripts = {
             name: client.register_script(_script_text(name))
             for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
-                         "release_lease")
+                         "release_lease", "mark_requeued")
         }
 
     def keys(self, job_id: str) -> JobKeys:
@@ -143,6 +143,10 @@ class JobStore:
         """Drop the chunk's lease if it is still `lease` (full text), recording why the attempt ended."""
         k = self.keys(job_id)
         return bool(self._run("release_lease", [k.leases, k.reasons], [index, lease, reason]))
+
+    def mark_requeued(self, job_id: str) -> bool:
+        """Note that the job's orphaned chunks were requeued now (False when the job is gone)."""
+        return bool(self._run("mark_requeued", [self.keys(job_id).job], [repr(time.time())]))
 
     def fields(self, job_id: str) -> dict[str, str] | None:
         """The job hash as text, or None when no such job is stored."""

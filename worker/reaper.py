@@ -1,4 +1,4 @@
-"""The reaper: requeues chunks whose worker vanished and fails jobs that can no longer finish.
+"""The reaper: requeues chunks whose worker or message vanished and fails jobs that can no longer finish.
 
 It needs no extra service: every worker's main process runs `ReaperThread`, and a Redis lock (SET NX EX)
 lets one pass run per interval across the whole cluster. `JobService.get` also checks the job it reads.
@@ -69,6 +69,25 @@ def requeue_stale_leases(store: JobStore, settings: Settings, job_id: str, enque
     return requeued
 
 
+def requeue_orphans(store: JobStore, settings: Settings, job_id: str, fields: dict[str, str], enqueue: Enqueue,
+                    now: float) -> list[int]:
+    """Requeue staged chunks with no lease and no commit once the job has been idle past the visibility timeout.
+
+    The broker redelivers a lost unacknowledged message after that timeout by itself; this also covers a
+    message lost outright. A duplicate is harmless (the commit guard), and it is repeated at most once per
+    timeout.
+    """
+    idle_since = max(float(fields["last_activity"]), float(fields.get("orphans_requeued_at") or 0))
+    if now - idle_since <= settings.visibility_timeout:
+        return []
+    waiting = set(store.staged_indexes(job_id)) - set(store.committed(job_id)) - set(store.leases(job_id))
+    if not waiting or not store.mark_requeued(job_id):
+        return []
+    for index in sorted(waiting):
+        enqueue(job_id, index)
+    return sorted(waiting)
+
+
 def reap_once(store: JobStore, settings: Settings, enqueue: Enqueue) -> ReapReport:
     """One pass over the active jobs: drop closed or expired ones, requeue stale chunks, fail stuck jobs."""
     report = ReapReport()
@@ -80,6 +99,7 @@ def reap_once(store: JobStore, settings: Settings, enqueue: Enqueue) -> ReapRepo
             continue
         now = time.time()
         report.requeued += [(job_id, i) for i in requeue_stale_leases(store, settings, job_id, enqueue, now)]
+        report.requeued += [(job_id, i) for i in requeue_orphans(store, settings, job_id, fields, enqueue, now)]
         reason = fail_if_stuck(store, settings, job_id, fields)
         if reason is not None:
             report.failed[job_id] = reason

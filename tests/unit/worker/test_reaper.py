@@ -66,3 +66,18 @@ def test_a_job_without_progress_is_failed(service: JobService, chunks: list[Chun
 def test_one_pass_per_interval_across_processes(service: JobService, settings: Any) -> None:
     assert try_reap(service.store, settings, service.enqueue) is not None
     assert try_reap(service.store, settings, service.enqueue) is None
+
+
+def test_chunks_idle_past_the_visibility_timeout_are_requeued_once(
+    service: JobService, chunks: list[Chunk], settings: Any, queued: list
+) -> None:
+    job_id = staged_job(service, chunks, seal=True)
+    service.store.commit_chunk(job_id, 0, b"", b"", 0, 0)
+    service.store.start_chunk(job_id, 1, f"h|1|{time.time()!r}", 3, ("v", "s"))
+    queued.clear()
+    assert reap_once(service.store, settings, service.enqueue).requeued == []
+    idle = time.time() - settings.visibility_timeout - 1
+    service.store.redis.hset(service.store.keys(job_id).job, "last_activity", repr(idle))
+    assert reap_once(service.store, settings, service.enqueue).requeued == [(job_id, 2)]
+    assert queued == [(job_id, 2)]
+    assert reap_once(service.store, settings, service.enqueue).requeued == []
