@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 
@@ -22,7 +24,8 @@ def build_limiter(app: Flask, settings: Settings, storage_uri: str, enabled: boo
         key_func=rate_limit_identity,
         storage_uri=storage_uri,
         strategy="fixed-window",
-        headers_enabled=True,
+        # X-RateLimit-* headers cost two more Redis round trips on every request; Retry-After is set on 429 only.
+        headers_enabled=False,
         key_prefix=f"{settings.key_prefix}:rl",
         # A Redis hiccup must not turn scoring into 500s: the request goes through unlimited and it is logged.
         swallow_errors=True,
@@ -41,10 +44,27 @@ def apply_shared_limit(app: Flask, limiter: Limiter, limit: str, scope: str, end
         app.view_functions[endpoint] = decorate(app.view_functions[endpoint])
 
 
+def retry_after_seconds(limiter: Limiter) -> int:
+    """Seconds until the breached limit's window resets (at least 1)."""
+    breached = limiter.current_limit
+    if breached is None:
+        return 1
+    try:
+        return max(1, math.ceil(breached.window[0] - time.time()))
+    except Exception:
+        # The storage went away between the breach and now: the whole window is a safe answer.
+        return max(1, int(breached.limit.get_expiry()))
+
+
 def rate_limited_response(exc: RateLimitExceeded) -> Response:
-    """429 in the one JSON shape; Flask-Limiter adds Retry-After and X-RateLimit-* on the way out."""
+    """429 in the one JSON shape, with Retry-After."""
+    retry_after = retry_after_seconds(current_app.extensions["predictq_limiter"])
     return error_response(
-        429, "rate_limited", f"rate limit exceeded ({exc.description}); retry later", {"limit": str(exc.description)}
+        429,
+        "rate_limited",
+        f"rate limit exceeded ({exc.description}); retry in {retry_after} s",
+        {"limit": str(exc.description), "retry_after_seconds": retry_after},
+        {"Retry-After": str(retry_after)},
     )
 
 
