@@ -1,6 +1,7 @@
 """Readers and writers against their engines' own speed: prints seconds and ratios, asserts nothing.
 
-Usage: .venv/bin/python bench/bench_io.py [ROWS]   (default 200,000 synthetic rows of the 100-column schema)
+Usage: .venv/bin/python bench/bench_io.py [ROWS [PART ...]]
+ROWS synthetic rows of the 100-column schema (default 200,000); PART any of csv ndjson json write (default all).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def _read_all(path: Path, fmt: str) -> int:
         return sum(c.rows for c in iter_chunks(stream, fmt, columns=COLUMNS, chunk_rows=25_000))
 
 
-def _pyarrow_csv(path: Path) -> int:
+def _pyarrow_csv(path: Path, threads: bool = True) -> int:
     options = pacsv.ConvertOptions(include_columns=COLUMNS, column_types={c: pa.string() for c in COLUMNS})
-    return pacsv.read_csv(path, convert_options=options).num_rows
+    return pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=threads), convert_options=options).num_rows
 
 
 def _orjson_lines(path: Path) -> int:
@@ -53,32 +54,36 @@ def _results(rows: int) -> pa.Table:
     return pa.table(columns)
 
 
-def main(rows: int) -> None:
+def main(rows: int, parts: set[str]) -> None:
+    baselines: dict[str, list[tuple[str, Callable[[Path], object]]]] = {
+        "csv": [
+            ("pyarrow read_csv", _pyarrow_csv),
+            ("pyarrow read_csv 1 thread", lambda p: _pyarrow_csv(p, threads=False)),
+        ],
+        "ndjson": [("orjson per line", _orjson_lines)],
+        "json": [("orjson whole body", lambda p: len(orjson.loads(p.read_bytes())))],
+    }
     with tempfile.TemporaryDirectory() as folder:
-        for fmt, baseline_name, baseline in (
-            ("csv", "pyarrow read_csv", _pyarrow_csv),
-            ("ndjson", "orjson per line", _orjson_lines),
-            ("json", "orjson whole body", lambda p: len(orjson.loads(p.read_bytes()))),
-        ):
+        for fmt in [f for f in ("csv", "ndjson", "json") if f in parts]:
             path = Path(folder) / f"synth.{fmt}"
             write_synth(path, rows, seed=1)
             size = path.stat().st_size / 1e6
             ours = _seconds(lambda path=path, fmt=fmt: _read_all(path, fmt))
-            theirs = _seconds(lambda path=path, baseline=baseline: baseline(path))
-            print(
-                f"read {fmt:6} {rows} rows {size:7.1f} MB: readers {ours:6.2f}s, {baseline_name} {theirs:6.2f}s, "
-                f"ratio {ours / theirs:4.2f}"
-            )
+            print(f"read {fmt:6} {rows} rows {size:7.1f} MB: readers {ours:6.2f}s")
+            for name, baseline in baselines[fmt]:
+                theirs = _seconds(lambda path=path, baseline=baseline: baseline(path))
+                print(f"    {name:26} {theirs:6.2f}s  readers/baseline {ours / theirs:4.2f}")
             path.unlink()
-    table = _results(rows)
-    base = _seconds(lambda: pacsv.write_csv(table, io.BytesIO()))
-    for fmt in ("csv", "ndjson", "json"):
-        ours = _seconds(lambda fmt=fmt: sum(len(b) for b in iter_encoded([table], fmt)))
-        print(
-            f"write {fmt:6} {rows} rows x 28 columns: {ours:6.2f}s, pyarrow write_csv {base:6.2f}s, "
-            f"ratio {ours / base:4.2f}"
-        )
+    if "write" in parts:
+        table = _results(rows)
+        base = _seconds(lambda: pacsv.write_csv(table, io.BytesIO()))
+        for fmt in ("csv", "ndjson", "json"):
+            ours = _seconds(lambda fmt=fmt: sum(len(b) for b in iter_encoded([table], fmt)))
+            print(
+                f"write {fmt:6} {rows} rows x 28 columns: {ours:6.2f}s, pyarrow write_csv {base:6.2f}s, "
+                f"ratio {ours / base:4.2f}"
+            )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000, set(sys.argv[2:]) or {"csv", "ndjson", "json", "write"})

@@ -390,7 +390,7 @@ def _csv_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterat
         if len(carry) > MAX_RECORD_BYTES:
             line = source.lines - carry.count(b"\n") + 1
             raise ReadError("line_too_long", f"a CSV record is longer than {MAX_RECORD_BYTES} bytes", line=line)
-        if block.strip(b"\r\n"):
+        if block.lstrip(b"\r\n"):  # (lstrip returns the block itself, uncopied, when it starts with data)
             piece = _csv_block(block, options, done)
             done = piece.end
             yield piece

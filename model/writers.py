@@ -39,11 +39,12 @@ def write_file(tables: Iterable[pa.Table], path: str | Path, fmt: str | None = N
     """Write the tables to `path` in the format of its extension (or `fmt`); the file appears complete or not."""
     path = Path(path)
     fmt = fmt or format_from_path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             for block in iter_encoded(tables, fmt):
                 out.write(block)
+        os.chmod(temp, 0o644)  # mkstemp's private 0600 is not what a results file should have
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)
@@ -133,6 +134,8 @@ def _json_values(column: pa.Array) -> pa.Array:
         return pc.if_else(pc.fill_null(finite, False), column.cast(pa.string()), "null")
     if pa.types.is_integer(kind):
         return pc.fill_null(column.cast(pa.string()), "null")
+    if pa.types.is_null(kind):
+        return pa.repeat(pa.scalar("null"), len(column))
     if pa.types.is_boolean(kind):
         return pc.fill_null(pc.if_else(column, "true", "false"), "null")
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 from pathlib import Path
@@ -176,3 +177,14 @@ def test_write_file_leaves_nothing_when_encoding_fails(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_file(tables(), tmp_path / "out.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_all_null_and_date_columns() -> None:
+    table = pa.table({"n": pa.nulls(2), "d": [datetime.date(2026, 1, 2), None]})
+    assert parse(encoded([table], "ndjson"), "ndjson") == [{"d": "2026-01-02", "n": None}, {"d": None, "n": None}]
+    assert parse(encoded([table], "csv"), "csv") == [{"d": "2026-01-02", "n": ""}, {"d": "", "n": ""}]
+
+
+def test_written_file_is_readable_by_others(tmp_path: Path) -> None:
+    write_file([results(2)], tmp_path / "out.ndjson")
+    assert (tmp_path / "out.ndjson").stat().st_mode & 0o777 == 0o644
