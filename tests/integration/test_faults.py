@@ -70,6 +70,7 @@ def test_workers_sigkilled_mid_chunk_again_and_again(
     upload = threading.Thread(target=lambda: submitted.append(driver.submit(synth_csv, "csv", scorer, pace=0.4)))
     upload.start()  # 30 chunks over 12 s: workers score while the upload streams, and die while they do
     killed_chunks: set[int] = set()
+    first_kill_during_upload = False
     deadline = time.monotonic() + 60
     while len(killed_chunks) < 3:
         assert time.monotonic() < deadline, f"only {len(killed_chunks)} chunks were caught in flight"
@@ -82,6 +83,8 @@ def test_workers_sigkilled_mid_chunk_again_and_again(
         if victim is None:
             time.sleep(0.002)
             continue
+        if not killed_chunks:
+            first_kill_during_upload = upload.is_alive()
         celery_workers.kill(victim[1])
         killed_chunks.add(victim[0])
         nodes.remove(victim[1])
@@ -92,6 +95,7 @@ def test_workers_sigkilled_mid_chunk_again_and_again(
     assert (job["state"], job["outcome"], job["rows_done"], job["rows_failed"]) == (
         "succeeded", "all_rows_scored", ROWS, 0), reasons
     driver.assert_every_row_once(submitted[0])
+    assert first_kill_during_upload  # workers were scoring while the upload still streamed
     attempts = store.attempts(submitted[0].job_id)
     assert all(attempts[index] >= 2 for index in killed_chunks)  # each killed chunk really was scored again
 
