@@ -10,6 +10,7 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from model.errors import ArtifactError, SchemaError
+from model.readers import ReadError
 from worker.errors import JobExpired, JobNotFound
 
 log = logging.getLogger(__name__)
@@ -76,16 +77,10 @@ def error_response(
     return response
 
 
-def read_error_to_api(exc: Any) -> ApiError:
-    """Map a `model.readers.ReadError` (code, message, line, column) to its HTTP status and details."""
-    code = str(getattr(exc, "code", "malformed"))
-    details = {
-        key: value
-        for key in ("line", "column", "row", "missing")
-        if (value := getattr(exc, key, None)) is not None
-    }
-    message = str(getattr(exc, "message", None) or exc)
-    return ApiError(READ_ERROR_STATUS.get(code, 400), code, message, details)
+def read_error_to_api(exc: ReadError) -> ApiError:
+    """Map a `model.readers.ReadError` to its HTTP status, keeping its stable code and its line and column."""
+    details = {key: value for key in ("line", "column") if (value := getattr(exc, key)) is not None}
+    return ApiError(READ_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message, details)
 
 
 def _handle_api_error(exc: ApiError) -> Response:

@@ -159,17 +159,17 @@ def negotiate_format() -> str:
 
 
 def _primed(tables: Iterable[Any]) -> Iterator[Any]:
-    """Start `tables` now, so a missing or expired job is answered 404/410 before any byte is streamed."""
+    """Start `tables` now: the job service checks the job's owner and expiry on the first step, so a foreign,
+    missing or expired job is answered 404/410 before any byte is streamed."""
     iterator = iter(tables)
     first = next(iterator, None)
     return iterator if first is None else chain([first], iterator)
 
 
 def _download(job_id: str, kind: str, source: Callable[[str, str], Iterable[Any]]) -> Response:
+    """Stream a job's result or error tables in the negotiated format."""
     fmt = negotiate_format()
-    tenant = g.tenant
-    services().jobs.get(tenant, _job_id(job_id))
-    tables = _primed(source(tenant, job_id))
+    tables = _primed(source(g.tenant, _job_id(job_id)))
 
     def body() -> Iterator[bytes]:
         try:
@@ -179,8 +179,7 @@ def _download(job_id: str, kind: str, source: Callable[[str, str], Iterable[Any]
             log.exception("streaming %s of job %s failed", kind, job_id)
             raise
 
-    response = Response(stream_with_context(body()), mimetype=RESULT_MEDIA_TYPES[fmt].split(";")[0])
-    response.headers["Content-Type"] = RESULT_MEDIA_TYPES[fmt]
+    response = Response(stream_with_context(body()), content_type=RESULT_MEDIA_TYPES[fmt])
     if fmt == "csv":
         response.headers["Content-Disposition"] = f'attachment; filename="{job_id}-{kind}.csv"'
     return response

@@ -11,7 +11,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from api.auth import KeyRing, authenticate
+from model.scoring import Scorer, load_scorer
 from predictq.settings import Settings
+from worker.jobs import JobService
 
 EXTENSION_KEY = "predictq"
 
@@ -23,25 +25,19 @@ class Services:
         self.settings = settings
         self.keyring = keyring
         self._lock = threading.RLock()
-        self._scorer: Any = (overrides or {}).get("scorer")
-        self._redis: Any = (overrides or {}).get("redis")
-        self._jobs: Any = (overrides or {}).get("jobs")
+        given = overrides or {}
+        self._scorer: Scorer | None = given.get("scorer")
+        self._redis: redis.Redis | None = given.get("redis")
+        self._jobs: JobService | None = given.get("jobs")
 
     @property
-    def scorer(self) -> Any:
+    def scorer(self) -> Scorer:
         """The approved model's Scorer, loaded on first use."""
         if self._scorer is None:
             with self._lock:
                 if self._scorer is None:
-                    from model.scoring import load_scorer
-
                     self._scorer = load_scorer(self.settings.model_path or None)
         return self._scorer
-
-    @property
-    def scorer_loaded(self) -> bool:
-        """True once the scorer is in memory (readiness does not force a load)."""
-        return self._scorer is not None
 
     @property
     def redis(self) -> redis.Redis:
@@ -59,13 +55,11 @@ class Services:
         return self._redis
 
     @property
-    def jobs(self) -> Any:
+    def jobs(self) -> JobService:
         """The worker layer's JobService on the shared Redis."""
         if self._jobs is None:
             with self._lock:
                 if self._jobs is None:
-                    from worker.jobs import JobService
-
                     self._jobs = JobService(self.redis, self.settings)
         return self._jobs
 
