@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from typing import Any
 
@@ -19,10 +21,22 @@ bp.before_request(require_tenant)
 
 # Generous per-row byte budget for the synchronous body (a 100-column row is about 2-3 KB of JSON).
 PREDICT_BYTES_PER_ROW = 8 * 1024
+NONFINITE = re.compile(rb"NaN|Infinity|[0-9][eE][+]?[0-9]{3}")
 
 
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def _loads_nonfinite(body: bytes) -> Any:
+    """Python's parser for bodies orjson refuses only for NaN / Infinity literals or numbers past float64
+    (as job uploads read them: NaN is missing, the others become row errors), else None."""
+    if not NONFINITE.search(body):
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
@@ -32,9 +46,11 @@ def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(
-            400, "malformed", f"malformed JSON: {exc.msg}", {"line": exc.lineno, "column": exc.colno}
-        ) from None
+        parsed = _loads_nonfinite(body)
+        if parsed is None:
+            raise ApiError(
+                400, "malformed", f"malformed JSON: {exc.msg}", {"line": exc.lineno, "column": exc.colno}
+            ) from None
     if isinstance(parsed, dict):
         return [parsed], True
     if not isinstance(parsed, list):
