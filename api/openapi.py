@@ -45,6 +45,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "('$1,234.50', '62.5%', '1e3') or, for x5/x31/x81, a known level; null or an absent key is missing. A row "
         "whose values cannot be used is a row error naming the column, never a failure of the whole request.",
         "properties": {c: {"description": "number, numeric text, level, or null"} for c in REQUIRED_COLUMNS},
+        "required": list(REQUIRED_COLUMNS),
         "additionalProperties": True,
     }
     prediction = {
@@ -144,7 +145,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "type": "array",
             "minItems": 1,
             "maxItems": settings.max_sync_rows,
-            "description": "Records; an element that is not a usable Record is answered in place with a RowError.",
+            "description": "Records; the first must carry every required column (400 otherwise, as for jobs). "
+            "A later element that is not a usable Record is answered in place with a RowError.",
             "items": {},
         },
     }

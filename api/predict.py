@@ -68,6 +68,19 @@ def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     return parsed, False
 
 
+def check_columns(records: list[Any], required: tuple[str, ...]) -> None:
+    """Refuse a body whose first object lacks required columns (as job uploads are refused); null is allowed."""
+    first = next((record for record in records if type(record) is dict), None)
+    missing = [column for column in required if first is not None and column not in first]
+    if missing:
+        raise ApiError(
+            400,
+            "missing_columns",
+            f"required columns missing from the first record: {', '.join(missing)} (send null for a missing value)",
+            {"missing": missing},
+        )
+
+
 def _row_error(row: int, column: str | None, message: str) -> dict[str, Any]:
     return {"error": {"code": "invalid_row", "row": row, "column": column, "message": message}}
 
@@ -102,6 +115,7 @@ def predict() -> Response:
     started = time.perf_counter()
     max_rows = services().settings.max_sync_rows
     records, single = parse_predict_body(read_body(request, max_rows * PREDICT_BYTES_PER_ROW), max_rows)
+    check_columns(records, services().scorer.required_columns)
     results = score_with_errors(records)
     metrics = api_metrics()
     metrics.predict_rows.inc(len(records))

@@ -125,3 +125,13 @@ def test_get_is_405_with_allow(client: FlaskClient) -> None:
     assert response.status_code == 405
     assert "POST" in response.headers["Allow"]
     assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_first_record_must_carry_the_required_columns(client: FlaskClient, good_row) -> None:
+    response = post(client, {"x5": "monday", "x12": "1"})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "missing_columns"
+    assert error["details"]["missing"] == ["x31", "x44", "x53", "x56", "x58", "x62", "x81", "x91"]
+    assert post(client, [good_row, {"x5": "friday"}]).status_code == 200  # later rows: absent keys are missing
+    assert post(client, {**good_row, "x44": None}).status_code == 200
