@@ -79,7 +79,7 @@ def error_response(
 
 def read_error_to_api(exc: ReadError) -> ApiError:
     """Map a `model.readers.ReadError` to its HTTP status, keeping its stable code and its line and column."""
-    details = {key: value for key in ("line", "column") if (value := getattr(exc, key)) is not None}
+    details = {key: value for key in ("line", "column", "missing") if (value := getattr(exc, key, None)) is not None}
     return ApiError(READ_ERROR_STATUS.get(exc.code, 400), exc.code, exc.message, details)
 
 

@@ -49,11 +49,16 @@ def present(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _passthrough() -> str | None:
+    """The `id_column` query parameter, refused when unprintable or named like a result column."""
     name = request.args.get("id_column")
     if name is None:
         return None
     if not PASSTHROUGH_RE.match(name):
         raise ApiError(400, "invalid_parameter", "id_column must be 1 to 128 printable characters", {"id_column": name})
+    if name == "row" or name in services().scorer.output_columns:
+        raise ApiError(
+            400, "invalid_parameter", f"id_column {name!r} is the name of a result column", {"id_column": name}
+        )
     return name
 
 
@@ -65,15 +70,15 @@ def _read_chunks(stream: Any, fmt: str, passthrough: str | None) -> Iterator[Chu
     """The upload's chunks; the first is read at once, so a bad header or first record is refused before a job
     exists."""
     svc = services()
-    chunks = iter_chunks(
-        stream,
-        fmt,
-        columns=list(svc.scorer.required_columns),
-        chunk_rows=svc.settings.chunk_rows,
-        passthrough=passthrough,
-        max_bytes=svc.settings.max_upload_bytes,
-    )
     try:
+        chunks = iter_chunks(
+            stream,
+            fmt,
+            columns=list(svc.scorer.required_columns),
+            chunk_rows=svc.settings.chunk_rows,
+            passthrough=passthrough,
+            max_bytes=svc.settings.max_upload_bytes,
+        )
         first = next(chunks)
     except ReadError as exc:
         raise read_error_to_api(exc) from None

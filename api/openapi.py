@@ -202,7 +202,8 @@ def _jobs(settings: Settings) -> dict[str, Any]:
             "security": [{"bearer": []}, {"apiKey": []}],
             "parameters": [{
                 "name": "id_column", "in": "query", "required": False,
-                "description": "A client column carried through to every result row, for joining back.",
+                "description": "A client column carried through to every result row, for joining back "
+                "(not `row` nor the name of a result column).",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128},
             }],
             "requestBody": {"required": True, "content": upload_content},

@@ -129,7 +129,9 @@ def test_bad_uploads_are_refused_before_a_job_exists(client, body, ctype, status
 
 def test_missing_columns_are_named(client):
     response = submit(client, b"x5,x12,x31\nmonday,1,asia\n", "text/csv")
-    assert "x44" in response.get_json()["error"]["message"]
+    error = response.get_json()["error"]
+    assert "x44" in error["message"]
+    assert error["details"]["missing"] == ["x44", "x53", "x56", "x58", "x62", "x81", "x91"]
 
 
 def test_a_failure_after_the_first_chunk_fails_the_job(client, make_rows):
@@ -226,9 +228,11 @@ def test_expired_job_is_410(client):
     assert response.get_json()["error"]["code"] == "job_expired"
 
 
-def test_invalid_id_column_is_400(client, make_rows):
-    response = submit(client, to_csv(make_rows(1)), "text/csv", query="?id_column=%0a")
+@pytest.mark.parametrize("name", ["%0a", "row", "phat", "x44", "business_outcome", "x" * 129])
+def test_invalid_id_column_is_400(client, make_rows, name):
+    response = submit(client, to_csv(make_rows(1)), "text/csv", query=f"?id_column={name}")
     assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_parameter"
 
 
 HEADER = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91"
