@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     for blueprint in (predict.bp, jobs.bp, ops.bp):
         app.register_blueprint(blueprint)
     app.after_request(_count_response)
+    api_metrics()  # created once per process before requests arrive (gunicorn workers build the app after fork)
 
     limiter = build_limiter(app, settings, app.config["RATELIMIT_STORAGE_URI"], bool(app.config["RATELIMIT_ENABLED"]))
     app.register_error_handler(RateLimitExceeded, rate_limited_response)

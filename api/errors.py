@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import orjson
+import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
@@ -106,6 +107,12 @@ def _handle_artifact(exc: ArtifactError) -> Response:
     return error_response(503, "model_unavailable", "the model is not available", {}, {"Retry-After": "30"})
 
 
+def _handle_redis(exc: redis.RedisError) -> Response:
+    log.error("redis unavailable: %s", exc)
+    return error_response(503, "storage_unavailable", "the job store is unavailable; retry later", {},
+                          {"Retry-After": "5"})
+
+
 def _handle_not_found(exc: JobNotFound) -> Response:
     return error_response(404, "job_not_found", str(exc), {"job_id": exc.job_id})
 
@@ -126,6 +133,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(SchemaError, _handle_schema)
     app.register_error_handler(ArtifactError, _handle_artifact)
+    app.register_error_handler(redis.RedisError, _handle_redis)
     app.register_error_handler(JobNotFound, _handle_not_found)
     app.register_error_handler(JobExpired, _handle_expired)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -27,7 +27,7 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying",
 AUTH_ERRORS = {
     "401": _error("Missing or invalid API key"),
     "429": _error("Rate limit for this key exceeded", RETRY_AFTER),
-    "503": _error("No API keys configured, model unavailable, or too much queued work", RETRY_AFTER),
+    "503": _error("No API keys configured, model or job store unavailable, or too much queued work", RETRY_AFTER),
 }
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
 FORMAT = {

@@ -91,3 +91,13 @@ def test_services_create_the_job_service_lazily_on_first_use(scorer) -> None:
     assert svc._redis is None
     assert isinstance(svc.jobs, JobService)
     assert svc.jobs is svc.jobs
+
+
+def test_job_routes_answer_503_when_redis_is_down(make_app, scorer) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    settings = Settings(auth_mode="disabled")
+    app = make_app({"SERVICES": {"scorer": scorer, "redis": dead, "jobs": JobService(dead, settings)}})
+    response = app.test_client().get("/v1/jobs")
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "storage_unavailable"
+    assert response.headers["Retry-After"] == "5"
