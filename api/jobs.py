@@ -29,9 +29,11 @@ PASSTHROUGH_RE = re.compile(r"^[^\x00-\x1f]{1,128}$")
 RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv"}
 DEFAULT_PAGE, MAX_PAGE = 20, 100
+PAGE_RE = re.compile(r"^[0-9]{1,3}$")  # ASCII digits only: str.isdigit() also accepts '²'
 
 
 def _job_id(job_id: str) -> str:
+    """`job_id` if it looks like one, else 404 at once."""
     if not JOB_ID_RE.match(job_id):
         raise ApiError(404, "job_not_found", "job not found", {"job_id": job_id[:64]})
     return job_id
@@ -131,7 +133,7 @@ def submit_job() -> Response:
 def list_jobs() -> Response:
     """The caller's jobs, newest first, `limit` per page, continued with `cursor`."""
     raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    if not PAGE_RE.match(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise ApiError(400, "invalid_parameter", f"limit must be an integer from 1 to {MAX_PAGE}", {"limit": raw_limit})
     cursor = request.args.get("cursor") or None
     items, next_cursor = services().jobs.list(g.tenant, int(raw_limit), cursor)

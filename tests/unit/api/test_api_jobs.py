@@ -211,7 +211,7 @@ def test_list_is_newest_first_and_paged(client, make_rows):
     second = client.get(f"/v1/jobs?limit=2&cursor={first['next_cursor']}", headers=KEY_A).get_json()
     assert [j["id"] for j in second["items"]] == [ids[0]]
     assert second["next_cursor"] is None
-    for bad in ["0", "101", "x", "-1"]:
+    for bad in ["0", "101", "x", "-1", "²", "1e2", "99999999999999999999"]:
         assert client.get(f"/v1/jobs?limit={bad}", headers=KEY_A).status_code == 400
 
 
