@@ -36,6 +36,9 @@ READ_BLOCK = 1 << 20  # bytes per read from the client stream
 MAX_RECORD_BYTES = 1 << 20  # one CSV line, NDJSON line or JSON-array element may not exceed this
 ROW_COLUMN = "row"
 _BOM = codecs.BOM_UTF8
+_QUOTE, _LF, _CR = ord('"'), ord("\n"), ord("\r")
+_FIELD_EDGE = np.array([ord(","), _LF, _CR, _QUOTE], dtype=np.uint8)  # bytes next to a well-placed quote
+_CSV_EVENT = re.compile(rb'"|[\r\n]')
 _SAMPLE = 64  # cells tried before casting a whole CSV column to numbers
 _LINE_END = re.compile(rb"\r\n?|\n")  # the line endings pyarrow accepts
 _CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "-nan", "null", "NULL"]
@@ -401,15 +404,42 @@ def _csv_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterat
 
 
 def _last_record_end(data: bytes) -> int:
-    """Index past the last line break outside quotes (0 if none): an even count of `"` lies before it."""
+    """Index just past the last line break that ends a record (0 if none), reading quotes as pyarrow does."""
     end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
-    if end == 0 or data.count(b'"', 0, end) % 2 == 0:
+    if end == 0 or data.find(b'"', 0, end) < 0:
         return end
-    raw = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.flatnonzero(raw == ord('"'))
-    breaks = np.flatnonzero((raw == ord("\n")) | (raw == ord("\r")))
-    outside = breaks[np.searchsorted(quotes, breaks) % 2 == 0]
-    return int(outside[-1]) + 1 if len(outside) else 0
+    raw = np.frombuffer(data, dtype=np.uint8, count=end)
+    quotes = np.flatnonzero(raw == _QUOTE)
+    openers, closers = quotes[0::2], quotes[1::2]
+    # Counting quotes is exact when each opening quote starts a field and each closing one ends it (RFC 4180);
+    # a stray quote inside a field (`5" pipe`, `ab"c`) is text to pyarrow, so such blocks take the exact walk.
+    if np.isin(raw[openers[openers > 0] - 1], _FIELD_EDGE).all() and np.isin(raw[closers + 1], _FIELD_EDGE).all():
+        breaks = np.flatnonzero((raw == _LF) | (raw == _CR))
+        outside = breaks[np.searchsorted(quotes, breaks) % 2 == 0]
+        return int(outside[-1]) + 1 if len(outside) else 0
+    return _walk_record_end(data, end)
+
+
+def _walk_record_end(data: bytes, end: int) -> int:
+    """`_last_record_end` the slow, exact way: pyarrow's quoting rules applied quote by quote."""
+    last = 0
+    quoted = False
+    escaped = -1  # position of the second quote of a `""` pair inside quotes
+    for match in _CSV_EVENT.finditer(data, 0, end):
+        position = match.start()
+        if position == escaped:
+            continue
+        if match.group() != b'"':
+            if not quoted:
+                last = position + 1
+        elif quoted:
+            if data[position + 1 : position + 2] == b'"':
+                escaped = position + 1
+            else:
+                quoted = False
+        else:
+            quoted = position == 0 or data[position - 1] in b",\r\n"  # a quote opens only at a field's start
+    return last
 
 
 @dataclass(frozen=True, slots=True)

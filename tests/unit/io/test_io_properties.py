@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from unittest.mock import patch
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model import readers
 from model.readers import Chunk, ReadError, iter_chunks
 from model.writers import iter_encoded
 
@@ -120,3 +123,45 @@ def test_corrupted_bodies_give_read_error_or_sound_chunks(fmt: str, rows: list[t
         assert error.code
         return
     assert_sound(chunks, 7)
+
+
+CSV_TOKENS = st.sampled_from([b"x", b"y", b" ", b",", b'"', b'""', b"\n", b"\r\n", b"\r", b'"x,\ny"', b'5" in'])
+
+
+def pyarrow_reference(rest: bytes) -> tuple[list[tuple[int, str | None, str | None]], list[int]]:
+    """Rows (index, a, b) and failed indices as pyarrow reads the whole body after the header in one go."""
+    failed: list[int] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        failed.append(row.number - 1)
+        return "skip"
+
+    if not rest.strip(b"\r\n"):
+        return [], []
+    table = pacsv.read_csv(
+        pa.py_buffer(rest),
+        read_options=pacsv.ReadOptions(column_names=["a", "b", "c"], use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=COLUMNS, column_types=dict.fromkeys(COLUMNS, pa.string()), strings_can_be_null=True
+        ),
+    )
+    total = table.num_rows + len(failed)
+    good = [i for i in range(total) if i not in set(failed)]
+    return list(zip(good, table.column("a").to_pylist(), table.column("b").to_pylist(), strict=True)), failed
+
+
+@PROPERTY_SETTINGS
+@given(tokens=st.lists(CSV_TOKENS, max_size=80), block=st.integers(3, 40))
+def test_csv_cut_into_tiny_blocks_reads_as_pyarrow_reads_it_whole(tokens: list[bytes], block: int) -> None:
+    rest = b"".join(tokens)
+    expected, failed = pyarrow_reference(rest)
+    with patch.object(readers, "READ_BLOCK", block):
+        try:
+            chunks = list(iter_chunks(io.BytesIO(b"a,b,c\n" + rest), "csv", columns=COLUMNS, chunk_rows=4))
+        except ReadError as error:
+            assert error.code == "empty" and not expected and not failed
+            return
+    got = [(r["row"], r["a"], r["b"]) for c in chunks for r in c.table.to_pylist()]
+    assert got == expected
+    assert [e.row for c in chunks for e in c.errors] == failed

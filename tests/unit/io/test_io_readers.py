@@ -493,3 +493,14 @@ def test_blank_body_of_many_blocks_is_empty_without_holding_it(fmt: str) -> None
         tracemalloc.stop()
     assert info.value.code == "empty"
     assert peak < 4 * READ_BLOCK
+
+
+def test_csv_stray_quotes_inside_fields_are_text_across_blocks() -> None:
+    lines = [f'{i},5" pipe' if i % 2 else f'{i},"quoted, with ""escapes""\nand a break"' for i in range(120_000)]
+    body = b"a,b\n" + "\n".join(lines).encode() + b"\n"
+    assert len(body) > 2 * READ_BLOCK
+    chunks = read(body, "csv", chunk_rows=25_000)
+    assert not errors_of(chunks)
+    table = pa.concat_tables(c.table for c in chunks)
+    assert table.column("a").to_pylist() == [float(i) for i in range(120_000)]
+    assert table.column("b").to_pylist()[:2] == ['quoted, with "escapes"\nand a break', '5" pipe']
