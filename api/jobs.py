@@ -149,9 +149,7 @@ def get_job(job_id: str) -> Response:
 @bp.delete("/<job_id>")
 def cancel_job(job_id: str) -> Response:
     """Cancel: chunks not started are skipped; results already scored stay readable."""
-    svc = services()
-    svc.jobs.cancel(g.tenant, _job_id(job_id))
-    return json_response(present(svc.jobs.get(g.tenant, job_id)))
+    return json_response(present(services().jobs.cancel(g.tenant, _job_id(job_id))))
 
 
 def negotiate_format() -> str:
