@@ -34,9 +34,12 @@ def _loads_nonfinite(body: bytes) -> Any:
     if not NONFINITE.search(body):
         return None
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
+        parsed = json.loads(body)
+        # Python accepts lone surrogate escapes ("\ud800"), which no UTF-8 consumer downstream can take.
+        orjson.dumps(parsed)
+    except (ValueError, RecursionError, TypeError):
         return None
+    return parsed
 
 
 def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:

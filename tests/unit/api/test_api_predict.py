@@ -76,6 +76,8 @@ def test_oversized_body_is_413_before_parsing(make_app) -> None:
         (b"[]", "empty"),
         (b'{"x5": ', "malformed"),
         (b'{"x44": NaN', "malformed"),
+        (b'{"x5": "\\ud800", "x44": NaN}', "malformed"),
+        (b'[{"x44": NaN}, {"x5": "\\udfff"}]', "malformed"),
         (b'"just a string"', "malformed"),
         (b"[" * 5000 + b"]" * 5000, "malformed"),
         (b'{"x5": "\xff\xfe"}', "malformed"),
