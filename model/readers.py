@@ -413,11 +413,13 @@ def _last_record_end(data: bytes) -> int:
     openers, closers = quotes[0::2], quotes[1::2]
     # Counting quotes is exact when each opening quote starts a field and each closing one ends it (RFC 4180);
     # a stray quote inside a field (`5" pipe`, `ab"c`) is text to pyarrow, so such blocks take the exact walk.
-    if np.isin(raw[openers[openers > 0] - 1], _FIELD_EDGE).all() and np.isin(raw[closers + 1], _FIELD_EDGE).all():
-        breaks = np.flatnonzero((raw == _LF) | (raw == _CR))
-        outside = breaks[np.searchsorted(quotes, breaks) % 2 == 0]
-        return int(outside[-1]) + 1 if len(outside) else 0
-    return _walk_record_end(data, end)
+    if not (np.isin(raw[openers[openers > 0] - 1], _FIELD_EDGE).all() and np.isin(raw[closers + 1], _FIELD_EDGE).all()):
+        return _walk_record_end(data, end)
+    if len(quotes) % 2 == 0:
+        return end
+    breaks = np.flatnonzero((raw == _LF) | (raw == _CR))
+    outside = breaks[np.searchsorted(quotes, breaks) % 2 == 0]
+    return int(outside[-1]) + 1 if len(outside) else 0
 
 
 def _walk_record_end(data: bytes, end: int) -> int:
