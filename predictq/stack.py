@@ -125,9 +125,13 @@ class Child:
 
 @dataclass
 class Stack:
-    """Redis + workers + API on this machine; `start()`, `wait_ready()`, then `stop()` (idempotent)."""
+    """Redis + workers + API on this machine; `start()`, `wait_ready()`, then `stop()` (idempotent).
 
-    settings: Settings
+    `env` is the children's environment (the caller's, usually) and the source of the stack's own settings,
+    so the supervisor and its children always read the same configuration.
+    """
+
+    env: Mapping[str, str]
     host: str = "127.0.0.1"
     port: int = 1313
     workers: int = 2
@@ -137,8 +141,12 @@ class Stack:
     log_dir: Path | None = None
     redis_url: str = ""
     api_key: str | None = None
+    settings: Settings = field(init=False)
     redis: Child | None = field(default=None, init=False)
     children: list[Child] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = Settings.from_env(self.env)
 
     @property
     def url(self) -> str:
@@ -153,7 +161,7 @@ class Stack:
         # before the workers have finished with it.
         port = free_port()
         self.redis = Child("redis", private_redis_argv(self.log_dir / "redis", port), self.log_dir / "redis.log")
-        self.redis.start(os.environ)
+        self.redis.start(self.env)
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 15
         while not redis_answers(url, timeout=0.2):
@@ -163,8 +171,8 @@ class Stack:
         return url
 
     def _child_env(self) -> dict[str, str]:
-        """The children's environment: ours, plus the Redis URL and (when auth is on and unset) a fresh key."""
-        env = dict(os.environ)
+        """The children's environment: `env`, plus the Redis URL and (when auth is on and unset) a fresh key."""
+        env = dict(self.env)
         env["REDIS_URL"] = self.redis_url
         env["PYTHONUNBUFFERED"] = "1"
         needs_key = self.settings.auth_mode == "required" and not (

@@ -71,7 +71,7 @@ def up(
     # Until the run loop takes over signals, SIGTERM must unwind like Ctrl-C so started children are stopped.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     stack = Stack(
-        settings, host=host, port=port or settings.api_port, workers=workers, concurrency=concurrency,
+        dict(os.environ), host=host, port=port or settings.api_port, workers=workers, concurrency=concurrency,
         api_workers=api_workers, private_redis=private_redis, log_dir=log_dir,
     )
     try:

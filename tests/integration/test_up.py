@@ -234,12 +234,12 @@ def test_cli_submit_wait_round_trip_with_progress(up: RunningUp, rows_csv: Path,
 def test_client_library_predict_errors_and_cancel(up: RunningUp, tmp_path: Path) -> None:
     """predictq.client against the real API: inline scoring, a job with a bad row, its errors, then cancel."""
     client = Client(up.url, up.api_key)
-    scored = client.predict([{"x5": "monday", "x12": "$1,000.00", "x31": "asia", "x81": "July"}])
-    assert isinstance(scored, list) and len(scored) == 1
-
-    bad = tmp_path / "bad.ndjson"
     good = {"x5": "monday", "x12": "$1,000.00", "x31": "asia", "x44": 0.1, "x53": 0.2, "x56": 0.3, "x58": 0.4,
             "x62": 0.5, "x81": "July", "x91": 0.6}
+    scored = client.predict([good])
+    assert isinstance(scored, list) and len(scored) == 1 and 0 <= scored[0]["phat"] <= 1
+
+    bad = tmp_path / "bad.ndjson"
     bad.write_text("\n".join([json.dumps(good), "{not json", json.dumps(good)]) + "\n")
     job = client.wait(client.submit(bad)["id"], interval=0.1, timeout=120)
     assert job["state"] == "succeeded", job

@@ -81,24 +81,24 @@ def test_celery_argv_node_name() -> None:
     assert argv[argv.index("--hostname") + 1] == "predictq-3@%h"
 
 
-def test_child_env_generates_a_key_only_when_auth_needs_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PREDICTQ_API_KEYS", raising=False)
-    stack = Stack(Settings(), log_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
+def test_child_env_generates_a_key_only_when_auth_needs_one(tmp_path: Path) -> None:
+    stack = Stack({"PATH": "/bin"}, log_dir=tmp_path, redis_url="redis://127.0.0.1:1/0")
     env = stack._child_env()
     assert stack.api_key and len(stack.api_key) >= 32
     assert env["PREDICTQ_API_KEYS"] == f"{stack.api_key}:local"
     assert env["REDIS_URL"] == "redis://127.0.0.1:1/0"
+    assert env["PATH"] == "/bin", "the given environment is passed on"
 
-    configured = Stack(Settings(api_keys="k:t"), log_dir=tmp_path, redis_url="redis://x")
-    assert "PREDICTQ_API_KEYS" not in configured._child_env()
+    configured = Stack({"PREDICTQ_API_KEYS": "k:t"}, log_dir=tmp_path, redis_url="redis://x")
+    assert configured._child_env()["PREDICTQ_API_KEYS"] == "k:t", "configured keys are passed on unchanged"
     assert configured.api_key is None
-    disabled = Stack(Settings(auth_mode="disabled"), log_dir=tmp_path, redis_url="redis://x")
+    disabled = Stack({"PREDICTQ_AUTH": "disabled"}, log_dir=tmp_path, redis_url="redis://x")
     disabled._child_env()
     assert disabled.api_key is None
 
 
 def test_banner_tells_how_to_submit(tmp_path: Path) -> None:
-    stack = Stack(Settings(), port=4321, log_dir=tmp_path, redis_url="redis://127.0.0.1:7/0", api_key="abc")
+    stack = Stack({}, port=4321, log_dir=tmp_path, redis_url="redis://127.0.0.1:7/0", api_key="abc")
     text = _banner(stack)
     assert "predictq is up at http://127.0.0.1:4321" in text
     assert "export PREDICTQ_URL=http://127.0.0.1:4321 PREDICTQ_API_KEY=abc" in text
