@@ -157,7 +157,7 @@ class _Source:
         self._max_bytes = max_bytes
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._started = False
-        self.offset = 0  # bytes handed out so far (after the BOM)
+        self.offset = 0  # bytes of the body consumed so far
         self.lines = 0  # newlines handed out so far
         self.eof = False
 
@@ -177,7 +177,9 @@ class _Source:
         if not self._started:
             self._started = True
             # the first read is a full block (or the whole body), so a BOM is never split
-            data = data.removeprefix(_BOM)
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+                self.offset = len(_BOM)  # offsets and max_bytes count the body's bytes as sent
         self._check(data)
         return data
 

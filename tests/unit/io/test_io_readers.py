@@ -308,13 +308,13 @@ def test_not_utf8_gives_offset_and_line() -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
 def test_too_large_stops_reading(fmt: str) -> None:
-    body = encode(SAMPLE * 50_000, fmt)
+    body = encode(SAMPLE * 8_000, fmt)
     stream = CountingStream(body)
     with pytest.raises(ReadError) as info:
-        for _ in iter_chunks(stream, fmt, columns=COLS, chunk_rows=1000, max_bytes=3 * READ_BLOCK):
+        for _ in iter_chunks(stream, fmt, columns=COLS, chunk_rows=1000, max_bytes=READ_BLOCK):
             pass
     assert info.value.code == "too_large"
-    assert stream.pos <= 4 * READ_BLOCK < len(body)
+    assert stream.pos <= 2 * READ_BLOCK < len(body)  # at most the block that crossed the limit
 
 
 def test_body_exactly_at_max_bytes_is_read() -> None:
@@ -504,3 +504,10 @@ def test_csv_stray_quotes_inside_fields_are_text_across_blocks() -> None:
     table = pa.concat_tables(c.table for c in chunks)
     assert table.column("a").to_pylist() == [float(i) for i in range(120_000)]
     assert table.column("b").to_pylist()[:2] == ['quoted, with "escapes"\nand a break', '5" pipe']
+
+
+def test_bom_counts_toward_max_bytes_and_offsets() -> None:
+    body = b"\xef\xbb\xbfa,b\n1,2\n"
+    assert len(rows_of(read(body, "csv", max_bytes=len(body)))) == 1
+    assert read_error(body, "csv", max_bytes=len(body) - 1).code == "too_large"
+    assert "offset 9" in read_error(b"\xef\xbb\xbfa,b\n1,\xff\n", "csv").message
