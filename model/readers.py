@@ -150,7 +150,7 @@ def iter_chunks(
 
 
 class _Source:
-    """The client stream read in full blocks, checked for size and UTF-8 as it goes, BOM removed."""
+    """The client stream read in full blocks, BOM removed, checked for size (each read) and UTF-8 as it goes."""
 
     def __init__(self, stream: BinaryStream, max_bytes: int | None) -> None:
         self._stream = stream
@@ -173,6 +173,8 @@ class _Source:
                 break
             parts.append(part)
             got += len(part)
+            if self._max_bytes is not None and self.offset + got > self._max_bytes:
+                raise ReadError("too_large", f"the body is larger than the limit of {self._max_bytes} bytes")
         data = b"".join(parts)
         if not self._started:
             self._started = True
@@ -184,9 +186,7 @@ class _Source:
         return data
 
     def _check(self, data: bytes) -> None:
-        """Enforce max_bytes and UTF-8 on the bytes about to be handed out; count their lines."""
-        if self._max_bytes is not None and self.offset + len(data) > self._max_bytes:
-            raise ReadError("too_large", f"the body is larger than the limit of {self._max_bytes} bytes")
+        """Check that the bytes about to be handed out are UTF-8 (so far); count them and their lines."""
         pending = self._decoder.getstate()[0]
         try:
             self._decoder.decode(data, final=self.eof)
