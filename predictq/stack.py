@@ -203,8 +203,9 @@ class Stack:
             raise
 
     def dead_child(self) -> Child | None:
-        """The first child whose main process has exited, if any."""
-        return next((child for child in self.children if not child.alive()), None)
+        """The first child (the private Redis included) whose main process has exited, if any."""
+        supervised = [*self.children, *([self.redis] if self.redis is not None else [])]
+        return next((child for child in supervised if not child.alive()), None)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until GET /readyz answers 200; fail early, with its log, if a child dies meanwhile."""

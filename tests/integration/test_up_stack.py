@@ -35,6 +35,7 @@ def test_private_redis_stack_runs_until_sigint(tmp_path: Path) -> None:
         headers = {"Authorization": f"Bearer {stack.api_key}"}
         assert requests.get(f"{stack.url}/v1/jobs", headers=headers, timeout=10).status_code == 200
         assert stack.dead_child() is None
+        assert stack.redis.alive()
         # SIGINT arrives while the run loop waits: it must return 0 after stopping everything.
         timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
@@ -69,6 +70,20 @@ def test_run_loop_reports_a_child_that_dies(redis_url: str, tmp_path: Path) -> N
         stack.wait_ready()
         worker = next(child for child in stack.children if child.name == "worker-1")
         os.killpg(worker.pid, signal.SIGKILL)
+        assert stack.run_until_signal(poll=0.1) == 1
+    finally:
+        stack.stop()
+    assert gone(stack)
+
+
+def test_run_loop_reports_the_private_redis_dying(tmp_path: Path) -> None:
+    env = base_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    stack = Stack(env, port=free_port(), workers=1, log_dir=tmp_path)
+    try:
+        stack.start()
+        stack.wait_ready()
+        assert stack.redis is not None
+        os.killpg(stack.redis.pid, signal.SIGKILL)
         assert stack.run_until_signal(poll=0.1) == 1
     finally:
         stack.stop()
