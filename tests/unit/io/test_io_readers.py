@@ -511,3 +511,12 @@ def test_bom_counts_toward_max_bytes_and_offsets() -> None:
     assert len(rows_of(read(body, "csv", max_bytes=len(body)))) == 1
     assert read_error(body, "csv", max_bytes=len(body) - 1).code == "too_large"
     assert "offset 9" in read_error(b"\xef\xbb\xbfa,b\n1,\xff\n", "csv").message
+
+
+def test_csv_quoted_line_breaks_across_blocks() -> None:
+    body = b"a,b\n" + "".join(f'{i},"multi\nline ""{i}"""\n' for i in range(150_000)).encode()
+    assert len(body) > 2 * READ_BLOCK
+    chunks = read(body, "csv", chunk_rows=40_000)
+    assert not errors_of(chunks)
+    assert [r["b"] for r in rows_of(chunks)][-2:] == ['multi\nline "149998"', 'multi\nline "149999"']
+    assert [r["row"] for r in rows_of(chunks)] == list(range(150_000))
