@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 
 from predictq.localredis import free_port
 from predictq.stack import Child
 
 PREDICTQ = [sys.executable, "-c", "from predictq.cli import main; main()"]
 PROBE = [sys.executable, "-m", "predictq.healthcheck"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def probe(role: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -74,6 +77,29 @@ def test_worker_answers_the_worker_probe(service_env: dict[str, str], started: l
     started.append(worker)
     assert "answered" in wait_for_probe("worker", env, worker, timeout=90)
     assert "concurrency: 1 (prefork)" in worker.log_tail(60)
+
+
+def test_flower_command_from_compose_serves(redis_url: str, started: list[Child], tmp_path: Path) -> None:
+    """The flower service's command, with the compose broker URL swapped for the test Redis, serves /healthcheck."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    command = list(compose["services"]["flower"]["command"])
+    assert command[0] == "celery"
+    port = free_port()
+    swapped = {"--broker": f"--broker={redis_url}", "--port": f"--port={port}"}
+    command = [swapped.get(arg.split("=", 1)[0], arg) for arg in command[1:]]
+    flower = Child("flower", [sys.executable, "-m", "celery", *command, "--address=127.0.0.1"], tmp_path / "flower.log")
+    flower.start(dict(os.environ))
+    started.append(flower)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert flower.alive(), flower.log_tail()
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=2).text == "OK":
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"flower never answered:\n{flower.log_tail()}")
 
 
 def test_worker_probe_fails_when_no_worker_runs(service_env: dict[str, str]) -> None:
