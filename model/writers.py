@@ -130,8 +130,11 @@ def _json_values(column: pa.Array) -> pa.Array:
     if pa.types.is_dictionary(kind):
         return _json_values(column.cast(kind.value_type))
     if pa.types.is_floating(kind):
+        text = column.cast(pa.string())
+        # pyarrow writes 3.0 as "3"; keep it a float for JSON readers, as Python's repr and orjson do
+        text = pc.if_else(pc.match_substring_regex(text, r"^-?\d+$"), pc.binary_join_element_wise(text, ".0", ""), text)
         finite = pc.and_kleene(pc.is_finite(column), pc.is_valid(column))
-        return pc.if_else(pc.fill_null(finite, False), column.cast(pa.string()), "null")
+        return pc.if_else(pc.fill_null(finite, False), text, "null")
     if pa.types.is_integer(kind):
         return pc.fill_null(column.cast(pa.string()), "null")
     if pa.types.is_null(kind):

@@ -188,3 +188,12 @@ def test_all_null_and_date_columns() -> None:
 def test_written_file_is_readable_by_others(tmp_path: Path) -> None:
     write_file([results(2)], tmp_path / "out.ndjson")
     assert (tmp_path / "out.ndjson").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_integral_floats_stay_floats_in_json(fmt: str) -> None:
+    table = pa.table({"f": [3.0, -0.0, 1e16, 2.5], "i": pa.array([3, 0, 1, 2], pa.int64())})
+    records = parse(encoded([table], fmt), fmt)
+    assert [type(r["f"]) for r in records] == [float] * 4
+    assert [r["f"] for r in records] == [3.0, -0.0, 1e16, 2.5]
+    assert [type(r["i"]) for r in records] == [int] * 4
