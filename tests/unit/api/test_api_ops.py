@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import jsonschema
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from api.auth import KeyRing
 from api.services import Services
@@ -71,6 +73,13 @@ def test_openapi_documents_every_route(make_app) -> None:
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert documented == routed
+
+
+def test_openapi_is_a_valid_openapi_31_document(client) -> None:
+    doc = client.get("/openapi.json").get_json()
+    assert list(jsonschema.Draft202012Validator(OPENAPI_31).iter_errors(doc)) == []
+    for schema in doc["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
 
 
 def test_openapi_reflects_the_row_limit(make_app) -> None:
