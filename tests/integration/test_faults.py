@@ -16,9 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import redis
 
+from model.readers import iter_chunks
 from model.synth import write_synth
 from predictq.localredis import PrivateRedis
 from predictq.settings import Settings
@@ -103,16 +105,16 @@ def test_workers_sigkilled_mid_chunk_again_and_again(
 def test_poison_chunk_ends_as_row_errors_after_bounded_attempts(
     synth_csv: Path, celery_workers: Any, job_driver: Any, scorer: Any, worker_settings: Settings
 ) -> None:
-    poison = 4
+    poison = 4  # the last chunk, 8 reader chunks merged so each attempt holds its lease long enough to be caught
     node = celery_workers.start(concurrency=2)
-    submitted = job_driver.submit(synth_csv, "csv", scorer)
-    store = job_driver.service.store
+    service, store = job_driver.service, job_driver.service.store
+    job_id = service.create("acme", fmt="csv")["id"]
     killed: list[int] = []
     stop = threading.Event()
 
     def kill_whoever_starts_the_poison_chunk() -> None:
         while not stop.is_set():
-            lease = store.leases(submitted.job_id).get(poison)
+            lease = store.leases(job_id).get(poison)
             if lease is not None and lease.pid not in killed and celery_workers.owner_of(lease.pid) == node:
                 os.kill(lease.pid, signal.SIGKILL)
                 killed.append(lease.pid)
@@ -121,21 +123,29 @@ def test_poison_chunk_ends_as_row_errors_after_bounded_attempts(
     watcher = threading.Thread(target=kill_whoever_starts_the_poison_chunk, daemon=True)
     watcher.start()
     try:
-        job = poll_until_closed(job_driver.service, submitted.job_id)
+        with synth_csv.open("rb") as stream:
+            tables = [c.table for c in iter_chunks(stream, "csv", columns=scorer.required_columns,
+                                                  chunk_rows=CHUNK_ROWS)]
+        tables[poison:] = [pa.concat_tables(tables[poison:])]
+        for index, table in enumerate(tables):
+            assert service.stage_chunk(job_id, index, table, [])
+        service.seal(job_id, ROWS, len(tables))
+        job = poll_until_closed(service, job_id)
     finally:
         stop.set()
         watcher.join(timeout=5)
     assert len(killed) == worker_settings.max_chunk_attempts
+    poison_rows = list(range(poison * CHUNK_ROWS, ROWS))
     assert (job["state"], job["outcome"]) == ("succeeded", "some_rows_failed")
-    assert (job["rows_done"], job["rows_failed"]) == (ROWS, CHUNK_ROWS)
-    _, errors = job_driver.assert_every_row_once(submitted)
-    assert errors["row"].to_pylist() == list(range(poison * CHUNK_ROWS, (poison + 1) * CHUNK_ROWS))
+    assert (job["rows_done"], job["rows_failed"]) == (ROWS, len(poison_rows))
+    _, errors = job_driver.assert_every_row_once(job_driver.in_process(synth_csv, "csv", scorer, job_id=job_id))
+    assert errors["row"].to_pylist() == poison_rows
     messages = set(errors["message"].to_pylist())
     assert len(messages) == 1
     message = messages.pop()
     assert message.startswith(f"chunk failed after {worker_settings.max_chunk_attempts} attempts: worker process ")
     assert f"process {killed[-1]} " in message
-    assert store.attempts(submitted.job_id)[poison] == worker_settings.max_chunk_attempts + 1
+    assert store.attempts(job_id)[poison] == worker_settings.max_chunk_attempts + 1
 
 
 def test_redis_restarted_mid_job_with_append_only_file(
