@@ -46,6 +46,25 @@ def as_column(values: Any) -> Column:
         return pd.Series(values, dtype=object).to_numpy()
 
 
+def _text_array(values: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Python strings as an Arrow string array (null where not valid Unicode) and the mask of those invalid."""
+    try:
+        return pa.array(values, pa.string()), np.zeros(len(values), dtype=bool)
+    except UnicodeEncodeError:
+        # Rare: a lone surrogate, which JSON's "\\ud800" escape can carry; found value by value.
+        broken = np.frompyfunc(_unencodable, 1, 1)(values).astype(bool)
+        return pa.array(np.where(broken, None, values), pa.string()), broken
+
+
+def _unencodable(text: str) -> bool:
+    """Whether a Python string has no UTF-8 form (it holds a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _holds_bool(values: Any) -> bool:
     """Whether a Python sequence or object array holds a boolean (one C-level pass over the types)."""
     if isinstance(values, pd.Series | np.ndarray) and values.dtype != object:
@@ -129,9 +148,10 @@ def _object_to_floats(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.nda
         out[np.flatnonzero(is_number)[fits]] = numbers[fits].astype(np.float64)
     bad[is_number] = ~np.isfinite(out[is_number])
     if is_text.any():
-        parsed, text_bad = _strings_to_floats(pa.array(values[is_text], pa.string()), kind)
+        text, broken = _text_array(values[is_text])
+        parsed, text_bad = _strings_to_floats(text, kind)
         out[is_text] = parsed
-        bad[is_text] = text_bad
+        bad[is_text] = text_bad | broken
     return out, bad
 
 
@@ -173,7 +193,9 @@ def encode_levels(values: Any, levels: Sequence[str]) -> tuple[np.ndarray, np.nd
         codes = np.full(len(column), np.nan)
         bad = ~(pd.isna(column) | is_text)
         if is_text.any():
-            codes[is_text], bad[is_text] = encode_levels(pa.array(column[is_text], pa.string()), levels)
+            text, broken = _text_array(column[is_text])
+            codes[is_text], text_bad = encode_levels(text, levels)
+            bad[is_text] = text_bad | broken
         return codes, bad
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()

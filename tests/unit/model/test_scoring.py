@@ -44,6 +44,8 @@ def test_business_outcome_is_phat_at_or_above_cutoff(scorer: Scorer, record: dic
         ("x31", 7, "expected one of america, asia, germany, japan, got int 7"),
         ("x44", 10**400, "not a finite number in float64 range: 1000"),
         ("x44", "9" * 500, "cannot read '9999"),
+        ("x44", "1\ud800", "cannot read '1\\ud800' as a number"),
+        ("x5", "mon\ud800day", "unknown level 'mon\\ud800day'"),
     ],
 )
 def test_row_error_names_row_column_problem_and_spares_others(scorer: Scorer, record: dict[str, Any], column: str,
