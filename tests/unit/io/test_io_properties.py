@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from unittest.mock import patch
 
 import pyarrow as pa
@@ -165,3 +166,36 @@ def test_csv_cut_into_tiny_blocks_reads_as_pyarrow_reads_it_whole(tokens: list[b
     got = [(r["row"], r["a"], r["b"]) for c in chunks for r in c.table.to_pylist()]
     assert got == expected
     assert [e.row for c in chunks for e in c.errors] == failed
+
+
+json_texts = st.text(st.sampled_from(list('ab},{[]" \\\n:')), max_size=8)
+json_objects = st.fixed_dictionaries(
+    {
+        "a": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+        "b": st.one_of(st.none(), json_texts),
+    },
+    optional={
+        "n": st.recursive(
+            json_texts,
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_texts, inner, max_size=3),
+            max_leaves=6,
+        )
+    },
+)
+
+
+@PROPERTY_SETTINGS
+@given(
+    elements=st.lists(json_objects, min_size=1, max_size=40),
+    indent=st.sampled_from([None, 0, 2]),
+    block=st.integers(8, 120),
+)
+def test_json_array_cut_into_tiny_blocks_reads_every_element(
+    elements: list[dict], indent: int | None, block: int
+) -> None:
+    body = json.dumps(elements, indent=indent).encode()
+    with patch.object(readers, "READ_BLOCK", block):
+        chunks = list(iter_chunks(io.BytesIO(body), "json", columns=COLUMNS, chunk_rows=3))
+    assert_sound(chunks, 3)
+    got = [(r["row"], r["a"], r["b"]) for c in chunks for r in c.table.to_pylist()]
+    assert got == [(i, e["a"], e["b"]) for i, e in enumerate(elements)]
