@@ -150,7 +150,9 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """Where clients on this machine reach the API (a wildcard bind is reached through loopback)."""
+        host = "127.0.0.1" if self.host in {"0.0.0.0", ""} else self.host
+        return f"http://{host}:{self.port}"
 
     def _ensure_redis(self) -> str:
         """REDIS_URL when it answers (unless a private server is asked for), else a private redis-server."""

@@ -104,3 +104,8 @@ def test_banner_tells_how_to_submit(tmp_path: Path) -> None:
     assert "export PREDICTQ_URL=http://127.0.0.1:4321 PREDICTQ_API_KEY=abc" in text
     assert "predictq submit data.csv --wait -o scored.csv" in text
     assert str(tmp_path) in text
+
+
+@pytest.mark.parametrize(("host", "url"), [("0.0.0.0", "http://127.0.0.1:80"), ("127.0.0.2", "http://127.0.0.2:80")])
+def test_stack_url_is_reachable_from_this_machine(host: str, url: str) -> None:
+    assert Stack({}, host=host, port=80).url == url
