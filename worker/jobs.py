@@ -117,7 +117,8 @@ class JobService:
         """Stage chunk `index` (int64 `row` + input columns, and its parse errors) and queue it for scoring.
 
         Returns False when the job is closed (cancelled or failed: stop uploading) or the index was staged
-        already; raises JobNotFound when the job is gone. Refreshes the upload's heartbeat.
+        already; raises JobNotFound when the job is gone, ValueError for a chunk without any record.
+        Refreshes the upload's heartbeat.
         """
         # Every record the reader consumed is either in the table or an error: together they span the chunk.
         bounds = [e.row for e in errors]
@@ -125,7 +126,7 @@ class JobService:
             rows = table["row"].to_numpy()
             bounds += [int(rows.min()), int(rows.max())]
         if not bounds:
-            return False
+            raise ValueError(f"chunk {index} of job {job_id} holds no record")
         first_row, last_row = min(bounds), max(bounds)
         status = self.store.stage(job_id, index, encode_staged(table, errors), first_row, last_row - first_row + 1)
         if status == "gone":
@@ -136,7 +137,11 @@ class JobService:
         return True
 
     def seal(self, job_id: str, rows_total: int, chunks_total: int) -> dict[str, Any]:
-        """Mark the upload complete; the job succeeds at once if every chunk already committed."""
+        """Mark the upload complete; the job succeeds at once if every chunk already committed.
+
+        The totals must match what was staged (records consumed, including unreadable ones; chunks staged),
+        else the job fails at once with a reason instead of waiting for chunks that will never come.
+        """
         if self.store.seal(job_id, rows_total, chunks_total) == "gone":
             raise JobNotFound(job_id)
         return self._render(job_id, self._fields(job_id))

@@ -124,3 +124,9 @@ def test_queued_rows_counts_staged_rows_not_yet_scored(
     service.abort_upload(job_id, "client went away")
     assert service.queued_rows() == 0
     assert service.get("acme", job_id)["reason"] == "client went away"
+
+
+def test_a_chunk_without_records_is_refused(service: JobService, chunks: list[Chunk]) -> None:
+    job_id = service.create("acme", fmt="csv")["id"]
+    with pytest.raises(ValueError, match="holds no record"):
+        service.stage_chunk(job_id, 0, chunks[0].table.slice(0, 0), [])

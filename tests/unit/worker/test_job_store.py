@@ -175,3 +175,12 @@ def test_every_key_expires_with_the_job(client: fakeredis.FakeRedis, store: JobS
         deadline = client.pexpiretime(key) / 1000
         assert abs(deadline - expires_at) < 2, key
     assert time.time() + 990 < expires_at <= time.time() + 1000
+
+
+def test_a_seal_that_disagrees_with_the_staged_chunks_fails_the_job(store: JobStore) -> None:
+    job_id = new_job(store)
+    stage(store, job_id, 0)
+    assert store.seal(job_id, 20, 2) == "failed"
+    fields = store.fields(job_id) or {}
+    assert fields["reason"] == "upload sealed with 2 chunks / 20 rows but 1 chunks / 10 rows were staged"
+    assert job_id not in store.active_jobs()
