@@ -43,7 +43,9 @@ def _pyarrow_csv(path: Path, threads: bool = True) -> int:
 
 
 def _orjson_lines(path: Path) -> int:
-    return len([orjson.loads(line) for line in path.read_bytes().splitlines()])
+    """orjson on every line, each record dropped at once (no GC pressure from holding them all)."""
+    with path.open("rb") as lines:
+        return sum(1 for line in lines if orjson.loads(line) is not None)
 
 
 def _results(rows: int) -> pa.Table:
