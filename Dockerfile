@@ -38,6 +38,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 predictq \
     && useradd --system --uid 10001 --gid predictq --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin predictq
+# /var/lib/predictq holds the development API key (a named volume copies this ownership).
+RUN install -d -o 10001 -g 10001 -m 700 /var/lib/predictq
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /tmp
 USER 10001:10001

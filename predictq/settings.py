@@ -59,6 +59,7 @@ class Settings:
     api_workers: int = 2  # gunicorn worker processes
     api_threads: int = 4  # threads per gunicorn worker (gthread)
     log_level: str = "info"
+    dev_key_file: str = ""  # `predictq serve` writes a development key here when no key is configured
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +93,7 @@ class Settings:
             api_workers=_int(env, "PREDICTQ_API_WORKERS", d.api_workers, minimum=1),
             api_threads=_int(env, "PREDICTQ_API_THREADS", d.api_threads, minimum=1),
             log_level=_str(env, "PREDICTQ_LOG_LEVEL", d.log_level).lower(),
+            dev_key_file=_str(env, "PREDICTQ_DEV_KEY_FILE", d.dev_key_file),
         ).validated()
 
     def validated(self) -> Settings:

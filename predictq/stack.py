@@ -17,13 +17,13 @@ from pathlib import Path
 
 import requests
 
+from predictq.devkey import DEV_TENANT
 from predictq.localredis import free_port, redis_answers, redis_server_argv
 from predictq.settings import Settings
 
 WSGI_TARGET = "api.wsgi:app"
 CELERY_APP = "worker.celery_app"
 GUNICORN_CONFIG = "python:predictq.gunicorn_conf"
-LOCAL_TENANT = "local"
 
 
 class StackError(RuntimeError):
@@ -172,7 +172,7 @@ class Stack:
         )
         if needs_key:
             self.api_key = secrets.token_urlsafe(24)
-            env["PREDICTQ_API_KEYS"] = f"{self.api_key}:{LOCAL_TENANT}"
+            env["PREDICTQ_API_KEYS"] = f"{self.api_key}:{DEV_TENANT}"
         return env
 
     def start(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from predictq.devkey import DEV_TENANT, ensure_dev_key, needs_dev_key
 from predictq.localredis import RedisUnavailable
 from predictq.settings import Settings, SettingsError
 from predictq.stack import Stack, StackError, celery_worker_argv, gunicorn_argv
@@ -36,7 +37,15 @@ def _exec(argv: list[str]) -> None:
 )
 def serve(bind: str | None, workers: int | None) -> None:
     """Serve the HTTP API under gunicorn (gthread workers; settings in predictq.gunicorn_conf)."""
-    _settings()
+    settings = _settings()
+    if needs_dev_key(settings):
+        key = ensure_dev_key(Path(settings.dev_key_file))
+        os.environ["PREDICTQ_API_KEYS_FILE"] = settings.dev_key_file
+        click.echo(
+            f"predictq: no API key configured; development key for tenant '{DEV_TENANT}': {key}\n"
+            f"predictq: (kept in {settings.dev_key_file}; set PREDICTQ_API_KEYS for real clients)",
+            err=True,
+        )
     _exec(gunicorn_argv(bind, workers))
 
 

@@ -109,3 +109,30 @@ def test_banner_tells_how_to_submit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("host", "url"), [("0.0.0.0", "http://127.0.0.1:80"), ("127.0.0.2", "http://127.0.0.2:80")])
 def test_stack_url_is_reachable_from_this_machine(host: str, url: str) -> None:
     assert Stack({}, host=host, port=80).url == url
+
+
+def test_serve_writes_and_reuses_a_development_key_when_none_is_configured(
+    exec_calls: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "state" / "dev-api-key"
+    monkeypatch.delenv("PREDICTQ_API_KEYS", raising=False)
+    monkeypatch.delenv("PREDICTQ_API_KEYS_FILE", raising=False)
+    monkeypatch.setenv("PREDICTQ_DEV_KEY_FILE", str(key_file))
+    first = CliRunner().invoke(cli, ["serve"])
+    assert first.exit_code == 0, first.output
+    key, tenant = key_file.read_text().strip().rsplit(":", 1)
+    assert tenant == "local" and len(key) >= 32 and key in first.stderr
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert service_commands.os.environ["PREDICTQ_API_KEYS_FILE"] == str(key_file)
+    second = CliRunner().invoke(cli, ["serve"])
+    assert key in second.stderr and key_file.read_text().strip() == f"{key}:local"
+
+
+def test_serve_leaves_configured_keys_alone(
+    exec_calls: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREDICTQ_API_KEYS", "real-key:acme")
+    monkeypatch.setenv("PREDICTQ_DEV_KEY_FILE", str(tmp_path / "dev-api-key"))
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 0 and "development key" not in result.stderr
+    assert not (tmp_path / "dev-api-key").exists()

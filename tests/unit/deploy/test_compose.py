@@ -55,7 +55,9 @@ def test_redis_keeps_data_and_never_evicts(compose: dict[str, Any]) -> None:
 def test_api_publishes_1313_and_waits_for_healthy_redis(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
     assert api["command"] == ["serve"]
-    assert api["ports"] == ["1313:1313"]
+    assert api["ports"] == ["127.0.0.1:1313:1313"], "loopback only by default"
+    assert api["environment"]["PREDICTQ_DEV_KEY_FILE"].startswith("/var/lib/predictq/")
+    assert api["volumes"] == ["api-state:/var/lib/predictq"] and "api-state" in compose["volumes"]
     assert api["depends_on"] == {"redis": {"condition": "service_healthy"}}
     assert api["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert api["healthcheck"]["test"] == ["CMD", "python", "-m", "predictq.healthcheck", "api"]
