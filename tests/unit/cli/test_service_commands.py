@@ -124,6 +124,7 @@ def test_serve_writes_and_reuses_a_development_key_when_none_is_configured(
     assert tenant == "local" and len(key) >= 32 and key in first.stderr
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert service_commands.os.environ["PREDICTQ_API_KEYS_FILE"] == str(key_file)
+    monkeypatch.delenv("PREDICTQ_API_KEYS_FILE")  # a restarted container starts from the same environment
     second = CliRunner().invoke(cli, ["serve"])
     assert key in second.stderr and key_file.read_text().strip() == f"{key}:local"
 
