@@ -100,6 +100,12 @@ class Settings:
         """Fail fast on combinations that cannot work."""
         if self.task_soft_time_limit >= self.task_time_limit:
             raise SettingsError("PREDICTQ_TASK_SOFT_TIME_LIMIT must be below PREDICTQ_TASK_TIME_LIMIT")
+        if self.stuck_job_seconds <= self.visibility_timeout:
+            # Lost messages come back after the visibility timeout; a job must not be declared stuck before.
+            raise SettingsError(
+                f"PREDICTQ_STUCK_JOB_SECONDS ({self.stuck_job_seconds}) must exceed the visibility timeout "
+                f"(PREDICTQ_TASK_TIME_LIMIT + 60 = {self.visibility_timeout})"
+            )
         if self.auth_mode not in {"required", "disabled"}:
             raise SettingsError(f"PREDICTQ_AUTH must be 'required' or 'disabled', got {self.auth_mode!r}")
         return self

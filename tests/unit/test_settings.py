@@ -31,3 +31,8 @@ def test_environment_overrides() -> None:
 def test_bad_values_fail_fast(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env(env)
+
+
+def test_stuck_jobs_are_only_declared_after_lost_messages_come_back() -> None:
+    with pytest.raises(SettingsError, match="PREDICTQ_STUCK_JOB_SECONDS"):
+        Settings.from_env({"PREDICTQ_TASK_TIME_LIMIT": "600", "PREDICTQ_STUCK_JOB_SECONDS": "600"})
