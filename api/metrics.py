@@ -1,8 +1,7 @@
-"""Prometheus metrics: API counters (multiprocess-safe under gunicorn) and queue gauges read from Redis at scrape."""
+"""Prometheus metrics: API counters (multiprocess-safe under gunicorn) and job metrics read from Redis at scrape."""
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 import os
@@ -10,10 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-
-from worker.job_store import OPEN_STATES
 
 log = logging.getLogger(__name__)
 
@@ -42,34 +39,62 @@ def api_metrics() -> ApiMetrics:
     return ApiMetrics()
 
 
-class QueueCollector:
-    """Gauges computed from Redis at scrape time, so every API process reports the same shared state."""
+# Every state a job can be in: each is exposed (0 when no job is in it) so series do not appear and vanish.
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
-    def __init__(self, jobs: Any, redis_client: Any, queue_name: str) -> None:
+
+class JobsCollector:
+    """Job, chunk and queue metrics read from Redis at scrape time, so every API process reports the same state.
+
+    When Redis cannot be read, only `predictq_redis_up 0` is exposed (the scrape still answers 200).
+    """
+
+    def __init__(self, jobs: Any) -> None:
         self._jobs = jobs
-        self._redis = redis_client
-        self._queue_name = queue_name
 
     def collect(self) -> Iterator[Metric]:
-        """Open jobs by state, rows waiting to be scored, tasks in the broker queue (absent when Redis is down)."""
+        """Jobs by state, rows and chunks counters, chunk latency histogram, queue depth and queued rows."""
         try:
+            states = self._jobs.state_counts()
+            counters = self._jobs.metrics()
+            depth = self._jobs.queue_depth()
             queued_rows = self._jobs.queued_rows()
-            depth = self._redis.llen(self._queue_name)
-            store = self._jobs.store
-            states = collections.Counter(f.get("state") for f in store.many_fields(store.active_jobs()) if f)
         except Exception as exc:
-            log.warning("queue metrics unavailable: %s", exc)
+            log.warning("job metrics unavailable: %s", exc)
+            yield _gauge("predictq_redis_up", "1 when the job metrics could be read from Redis", 0)
             return
-        jobs = GaugeMetricFamily("predictq_open_jobs", "Jobs not finished yet, by state", labels=["state"])
-        for state in OPEN_STATES:
+        yield _gauge("predictq_redis_up", "1 when the job metrics could be read from Redis", 1)
+        jobs = GaugeMetricFamily("predictq_jobs", "Live (unexpired) jobs by state", labels=["state"])
+        for state in (*JOB_STATES, *sorted(set(states) - set(JOB_STATES))):
             jobs.add_metric([state], float(states.get(state, 0)))
         yield jobs
-        rows = GaugeMetricFamily("predictq_queued_rows", "Rows in jobs not yet scored")
-        rows.add_metric([], float(queued_rows))
-        yield rows
-        tasks = GaugeMetricFamily("predictq_queue_depth", "Chunk tasks waiting in the broker queue")
-        tasks.add_metric([], float(depth))
-        yield tasks
+        yield _counter("predictq_rows_scored", "Rows scored by the workers (committed chunks)", counters["rows_scored"])
+        yield _counter("predictq_rows_failed", "Rows the workers committed as row errors", counters["rows_failed"])
+        chunks = CounterMetricFamily("predictq_chunks", "Chunks committed, by outcome", labels=["outcome"])
+        chunks.add_metric(["scored"], float(counters["chunks_scored"]))
+        chunks.add_metric(["failed"], float(counters["chunks_failed"]))
+        yield chunks
+        yield HistogramMetricFamily(
+            "predictq_chunk_seconds", "Time a worker spent scoring a chunk (committed chunks)",
+            buckets=[(le, float(count)) for le, count in counters["seconds_buckets"]],
+            sum_value=float(counters["seconds_sum"]),
+        )
+        yield _gauge("predictq_queue_depth", "Chunk messages waiting in the broker queue", depth)
+        yield _gauge("predictq_queued_rows", "Rows staged in open jobs and not yet scored", queued_rows)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    """A gauge family with one unlabelled sample."""
+    family = GaugeMetricFamily(name, documentation)
+    family.add_metric([], float(value))
+    return family
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    """A counter family (exposed as `<name>_total`) with one unlabelled sample."""
+    family = CounterMetricFamily(name, documentation)
+    family.add_metric([], float(value))
+    return family
 
 
 def render(extra: Any) -> bytes:

@@ -7,7 +7,7 @@ from importlib import resources
 
 from flask import Blueprint, Response
 
-from api.metrics import QueueCollector, render
+from api.metrics import JobsCollector, render
 from api.openapi import build_openapi
 from api.responses import json_response
 from api.services import services
@@ -44,9 +44,9 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus exposition: API counters and queue gauges read from Redis at scrape time."""
+    """Prometheus exposition: API counters plus job, chunk and queue metrics read from Redis at scrape time."""
     svc = services()
-    text = render(QueueCollector(svc.jobs, svc.redis, svc.settings.queue_name))
+    text = render(JobsCollector(svc.jobs))
     return Response(text, mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 

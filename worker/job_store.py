@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -10,7 +11,8 @@ from typing import Any
 
 import redis
 
-from worker.keys import JobKeys, active_index, new_job_id, tenant_index
+from worker.chunk_metrics import ChunkMetrics, bucket_field
+from worker.keys import JobKeys, active_index, live_index, metrics_key, new_job_id, tenant_index
 
 OPEN_STATES = frozenset({"queued", "running"})
 CLOSED_STATES = frozenset({"succeeded", "failed", "cancelled"})
@@ -87,7 +89,8 @@ class JobStore:
         trim_before_us = created_us - ttl_seconds * 1_000_000
         self._run(
             "create_job",
-            [self.keys(job_id).job, tenant_index(self.prefix, tenant), active_index(self.prefix)],
+            [self.keys(job_id).job, tenant_index(self.prefix, tenant), active_index(self.prefix),
+             live_index(self.prefix)],
             [job_id, created_us, expires_at, int(now * 1000), trim_before_us, *flat],
         )
         return job_id, now, expires_at
@@ -128,14 +131,19 @@ class JobStore:
         return StartDecision(action, 0, _text(reply[1]) if len(reply) > 1 else "")
 
     def commit_chunk(self, job_id: str, index: int, result: bytes, errors: bytes, rows_scored: int,
-                     rows_failed: int) -> str:
-        """Commit a chunk's outcome exactly once: 'committed', 'finished', 'ignored', a closed state, or 'gone'."""
+                     rows_failed: int, *, seconds: float | None) -> str:
+        """Commit a chunk's outcome exactly once: 'committed', 'finished', 'ignored', a closed state, or 'gone'.
+
+        `seconds` is the time spent scoring it (a chunk latency observation), None for a chunk failed without
+        being scored; the cluster-wide metrics hash is bumped by the same script, once.
+        """
         k = self.keys(job_id)
+        timing = ["", ""] if seconds is None else [repr(float(seconds)), bucket_field(seconds)]
         reply = self._run(
             "commit_chunk",
             [k.job, k.committed, k.result(index), k.errors(index), k.staged(index), k.leases,
-             active_index(self.prefix)],
-            [job_id, index, result, errors, rows_scored, rows_failed, repr(time.time())],
+             active_index(self.prefix), metrics_key(self.prefix)],
+            [job_id, index, result, errors, rows_scored, rows_failed, repr(time.time()), *timing],
         )
         return _text(reply)
 
@@ -202,6 +210,21 @@ class JobStore:
     def active_jobs(self) -> list[str]:
         """Ids of jobs not yet closed (the reaper's and backpressure's working set)."""
         return [_text(m) for m in self.redis.zrange(active_index(self.prefix), 0, -1)]
+
+    def state_counts(self) -> dict[str, int]:
+        """Live (unexpired) jobs by state; forgets expired ones from the live index first."""
+        live = live_index(self.prefix)
+        self.redis.zremrangebyscore(live, "-inf", int(time.time()))
+        job_ids = [_text(m) for m in self.redis.zrange(live, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys(job_id).job, "state")
+        return dict(Counter(_text(state) for state in pipe.execute() if state is not None))
+
+    def chunk_metrics(self) -> ChunkMetrics:
+        """The cluster-wide chunk counters bumped by every commit."""
+        raw = self.redis.hgetall(metrics_key(self.prefix))
+        return ChunkMetrics.from_hash({_text(f): _text(v) for f, v in raw.items()})
 
     def forget_active(self, job_id: str) -> None:
         """Drop a job from the active index (it expired or closed)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from model.errors import RowError
 from predictq.settings import Settings
 from worker.errors import JobExpired, JobNotFound
 from worker.job_store import OPEN_STATES, JobStore
-from worker.keys import id_expiry
+from worker.keys import broker_queue_lists, id_expiry
 from worker.processing import Enqueue
 from worker.reaper import fail_if_stuck
 from worker.staging import decode_table, encode_staged
@@ -197,6 +198,25 @@ class JobService:
             if fields and fields.get("state") in OPEN_STATES:
                 total += _int(fields, "rows_staged") - _int(fields, "rows_scored") - _int(fields, "rows_failed")
         return max(total, 0)
+
+    def state_counts(self) -> dict[str, int]:
+        """Live (unexpired) jobs by state, over every tenant; states with no job are absent."""
+        return self.store.state_counts()
+
+    def metrics(self) -> dict[str, Any]:
+        """Cluster-wide chunk counters: rows scored/failed, chunks scored/failed, chunk latency histogram.
+
+        Keys: `rows_scored`, `rows_failed`, `chunks_scored`, `chunks_failed`, `seconds_buckets` (cumulative
+        `(le, count)` pairs, "+Inf" last), `seconds_sum`, `seconds_count`.
+        """
+        return dataclasses.asdict(self.store.chunk_metrics())
+
+    def queue_depth(self) -> int:
+        """Chunk messages waiting in the broker queue (kombu's Redis transport: one list per priority step)."""
+        pipe = self.store.redis.pipeline(transaction=False)
+        for name in broker_queue_lists(self.settings.queue_name):
+            pipe.llen(name)
+        return sum(pipe.execute())
 
     def _iter_tables(self, tenant: str, job_id: str, kind: str) -> Iterator[pa.Table]:
         self._owned(tenant, job_id)

@@ -7,6 +7,9 @@ import secrets
 from dataclasses import dataclass
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+# kombu's Redis transport defaults (kombu.transport.redis): messages with a priority go to "<queue>\x06\x16<step>".
+KOMBU_PRIORITY_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 _ID_RE = re.compile(r"^([0-9a-z]{1,13})-([0-9a-f]{20})$")
 
 
@@ -97,6 +100,21 @@ def tenant_index(prefix: str, tenant: str) -> str:
 def active_index(prefix: str) -> str:
     """Sorted set of jobs not yet finished, scanned by the reaper and for backpressure."""
     return f"{prefix}:jobs:active"
+
+
+def live_index(prefix: str) -> str:
+    """Sorted set of every job not yet expired (open or closed), scored by its expiry epoch seconds."""
+    return f"{prefix}:jobs:live"
+
+
+def metrics_key(prefix: str) -> str:
+    """Hash of cluster-wide counters (rows, chunks, chunk latency buckets) bumped by each chunk commit; no expiry."""
+    return f"{prefix}:metrics"
+
+
+def broker_queue_lists(queue: str) -> list[str]:
+    """The Redis lists kombu's Redis transport keeps for `queue`: the queue itself, then one per priority step."""
+    return [queue] + [f"{queue}{KOMBU_PRIORITY_SEP}{step}" for step in KOMBU_PRIORITY_STEPS if step]
 
 
 def reaper_lock(prefix: str) -> str:

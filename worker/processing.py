@@ -80,6 +80,7 @@ class ChunkProcessor:
 
     def _score(self, job_id: str, index: int, decision: StartDecision, lease: str) -> str:
         """Score the staged rows and commit; on an error, give the chunk back for another attempt or fail it."""
+        started = time.perf_counter()
         try:
             payload = self.store.staged_payload(job_id, index)
             if payload is None:
@@ -107,7 +108,7 @@ class ChunkProcessor:
             job_id, index,
             encode_table(result) if result.num_rows else b"",
             encode_table(errors) if errors.num_rows else b"",
-            result.num_rows, distinct_rows(errors),
+            result.num_rows, distinct_rows(errors), seconds=time.perf_counter() - started,
         )
 
     def _fail(self, job_id: str, index: int, message: str) -> str:
@@ -121,4 +122,5 @@ class ChunkProcessor:
         except StagingError:
             parse_errors = ERROR_SCHEMA.empty_table()
         errors = failed_chunk_errors(span[0], span[1], parse_errors, message)
-        return self.store.commit_chunk(job_id, index, b"", encode_table(errors), 0, distinct_rows(errors))
+        return self.store.commit_chunk(job_id, index, b"", encode_table(errors), 0, distinct_rows(errors),
+                                       seconds=None)

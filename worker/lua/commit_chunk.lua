@@ -1,11 +1,15 @@
--- KEYS: job, committed, result, errors, staged input, leases, active index
--- ARGV: job_id, index, result payload ('' = none), errors payload ('' = none), rows_scored, rows_failed, now
--- Commits a chunk exactly once: result, errors, counters and the job's state change together, or nothing.
+-- KEYS: job, committed, result, errors, staged input, leases, active index, metrics
+-- ARGV: job_id, index, result payload ('' = none), errors payload ('' = none), rows_scored, rows_failed, now,
+--       scoring seconds ('' = the chunk failed without being scored), latency bucket field ('' = none)
+-- Commits a chunk exactly once: result, errors, counters (the job's and the cluster-wide metrics hash) and the
+-- job's state change together, or nothing.
 -- Returns 'committed', 'finished' (this commit completed the job), 'ignored' (already committed),
 -- a closed state (cancelled/failed: the result is discarded), or 'gone'.
 local job, committed, result, errors, staged, leases, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local metrics = KEYS[8]
 local job_id, index, res_payload, err_payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local rows_scored, rows_failed, now = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local seconds, bucket = ARGV[8], ARGV[9]
 local state = redis.call('HGET', job, 'state')
 if not state then
     return 'gone'
@@ -31,6 +35,17 @@ redis.call('HINCRBY', job, 'rows_scored', rows_scored)
 redis.call('HINCRBY', job, 'rows_failed', rows_failed)
 redis.call('HINCRBY', job, 'chunks_done', 1)
 redis.call('HSET', job, 'last_activity', now)
+-- Counted here and only here, past the exactly-once guard: a duplicate delivery never counts twice.
+redis.call('HINCRBY', metrics, 'rows_scored', rows_scored)
+redis.call('HINCRBY', metrics, 'rows_failed', rows_failed)
+if seconds == '' then
+    redis.call('HINCRBY', metrics, 'chunks_failed', 1)
+else
+    redis.call('HINCRBY', metrics, 'chunks_scored', 1)
+    redis.call('HINCRBY', metrics, bucket, 1)
+    redis.call('HINCRBYFLOAT', metrics, 'chunk_seconds_sum', seconds)
+    redis.call('HINCRBY', metrics, 'chunk_seconds_count', 1)
+end
 if state == 'queued' then
     redis.call('HSET', job, 'state', 'running', 'started_at', now)
 end

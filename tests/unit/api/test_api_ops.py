@@ -6,6 +6,8 @@ import re
 
 import jsonschema
 import redis
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from schemathesis.specs.openapi.definitions import OPENAPI_31
@@ -51,14 +53,63 @@ def test_metrics_count_predictions_and_requests(client, good_row) -> None:
     assert metric(after, 'predictq_http_requests_total{endpoint="predict.predict",status="200"}') >= 1
 
 
-def test_metrics_report_open_jobs_and_queued_rows(client, good_row) -> None:
-    body = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91\n" + b"monday,1,asia,1,1,1,1,1,July,1\n" * 7
-    assert client.post("/v1/jobs", data=body, content_type="text/csv").status_code == 202
+CSV_HEADER = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91\n"
+CSV_ROW = b"monday,1,asia,1,1,1,1,1,July,1\n"
+
+
+def families(text: str) -> dict[str, Metric]:
+    """Metric families of exposition text, parsed the way Prometheus reads them."""
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def samples(family: Metric) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A family's samples keyed by (sample name, sorted labels)."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
+
+
+def test_metrics_report_jobs_by_state_and_queued_rows(client) -> None:
+    assert client.post("/v1/jobs", data=CSV_HEADER + CSV_ROW * 7, content_type="text/csv").status_code == 202
     text = client.get("/metrics").get_data(as_text=True)
-    assert metric(text, 'predictq_open_jobs{state="queued"}') == 1
-    assert metric(text, 'predictq_open_jobs{state="running"}') == 0
+    assert metric(text, 'predictq_jobs{state="queued"}') == 1
+    assert metric(text, 'predictq_jobs{state="running"}') == 0
+    assert metric(text, 'predictq_jobs{state="succeeded"}') == 0
     assert metric(text, "predictq_queued_rows") == 7
     assert metric(text, "predictq_queue_depth") == 0  # the unit tests record tasks instead of using a broker
+    assert metric(text, "predictq_redis_up") == 1
+
+
+def test_metrics_count_rows_chunks_and_chunk_latency_after_scoring(make_app, score_queued) -> None:
+    client = make_app(chunk_rows=4).test_client()
+    bad = b"monday,1,asia,1,1,1,1,1,July,oops\n"
+    assert client.post("/v1/jobs", data=CSV_HEADER + CSV_ROW * 9 + bad, content_type="text/csv").status_code == 202
+    assert score_queued() == 3
+    parsed = families(client.get("/metrics").get_data(as_text=True))
+    assert parsed["predictq_rows_scored"].type == "counter"
+    assert samples(parsed["predictq_rows_scored"]) == {("predictq_rows_scored_total", ()): 9}
+    assert samples(parsed["predictq_rows_failed"]) == {("predictq_rows_failed_total", ()): 1}
+    assert samples(parsed["predictq_chunks"]) == {
+        ("predictq_chunks_total", (("outcome", "scored"),)): 3,
+        ("predictq_chunks_total", (("outcome", "failed"),)): 0,
+    }
+    assert samples(parsed["predictq_jobs"])[("predictq_jobs", (("state", "succeeded"),))] == 1
+    histogram = parsed["predictq_chunk_seconds"]
+    assert histogram.type == "histogram"
+    got = samples(histogram)
+    counts = [v for (name, _), v in got.items() if name == "predictq_chunk_seconds_bucket"]
+    assert counts == sorted(counts) and len(counts) == 11  # cumulative, ten bounds then +Inf
+    assert got[("predictq_chunk_seconds_bucket", (("le", "+Inf"),))] == got[("predictq_chunk_seconds_count", ())] == 3
+    assert got[("predictq_chunk_seconds_sum", ())] > 0
+
+
+def test_metrics_answer_without_redis(make_app, scorer) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    app = make_app({"SERVICES": {"scorer": scorer, "redis": dead, "jobs": JobService(dead, Settings())}})
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    parsed = families(response.get_data(as_text=True))
+    assert samples(parsed["predictq_redis_up"]) == {("predictq_redis_up", ()): 0}
+    assert "predictq_jobs" not in parsed and "predictq_rows_scored" not in parsed
+    assert "predictq_http_requests" in parsed
 
 
 def test_openapi_documents_every_route(make_app) -> None:

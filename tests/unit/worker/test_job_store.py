@@ -8,6 +8,7 @@ import fakeredis
 import pytest
 
 from worker.job_store import JobStore
+from worker.keys import metrics_key
 
 MODEL = ("v1", "abc")
 
@@ -21,8 +22,10 @@ def stage(store: JobStore, job_id: str, index: int, rows: int = 10) -> str:
     return store.stage(job_id, index, b"payload-%d" % index, index * rows, rows)
 
 
-def commit(store: JobStore, job_id: str, index: int, scored: int = 10, failed: int = 0) -> str:
-    return store.commit_chunk(job_id, index, b"result-%d" % index, b"errors" if failed else b"", scored, failed)
+def commit(store: JobStore, job_id: str, index: int, scored: int = 10, failed: int = 0,
+           seconds: float | None = 0.2) -> str:
+    return store.commit_chunk(job_id, index, b"result-%d" % index, b"errors" if failed else b"", scored, failed,
+                              seconds=seconds)
 
 
 def test_new_job_is_queued_and_unsealed(store: JobStore) -> None:
@@ -35,7 +38,7 @@ def test_commit_is_exactly_once(store: JobStore) -> None:
     job_id = new_job(store)
     stage(store, job_id, 0)
     assert commit(store, job_id, 0, scored=7, failed=3) == "committed"
-    assert store.commit_chunk(job_id, 0, b"other", b"other", 10, 0) == "ignored"
+    assert store.commit_chunk(job_id, 0, b"other", b"other", 10, 0, seconds=0.1) == "ignored"
     fields = store.fields(job_id) or {}
     assert (fields["rows_scored"], fields["rows_failed"], fields["chunks_done"]) == ("7", "3", "1")
     assert store.payload(store.keys(job_id).result(0)) == b"result-0"
@@ -169,7 +172,10 @@ def test_every_key_expires_with_the_job(client: fakeredis.FakeRedis, store: JobS
     store.start_chunk(job_id, 1, "h|1|0.0", 3, MODEL)
     store.release_lease(job_id, 1, "h|1|0.0|1", "retry")
     commit(store, job_id, 0, failed=2)
-    keys = client.keys("*")
+    # The cluster-wide metrics hash holds counters over every job: it is the one key that never expires.
+    metrics = metrics_key(store.prefix).encode()
+    assert client.pexpiretime(metrics) == -1
+    keys = [key for key in client.keys("*") if key != metrics]
     assert len(keys) >= 10
     for key in keys:
         deadline = client.pexpiretime(key) / 1000

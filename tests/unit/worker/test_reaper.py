@@ -72,7 +72,7 @@ def test_chunks_idle_past_the_visibility_timeout_are_requeued_once(
     service: JobService, chunks: list[Chunk], settings: Any, queued: list
 ) -> None:
     job_id = staged_job(service, chunks, seal=True)
-    service.store.commit_chunk(job_id, 0, b"", b"", 0, 0)
+    service.store.commit_chunk(job_id, 0, b"", b"", 0, 0, seconds=None)
     service.store.start_chunk(job_id, 1, f"h|1|{time.time()!r}", 3, ("v", "s"))
     queued.clear()
     assert reap_once(service.store, settings, service.enqueue).requeued == []
