@@ -138,20 +138,35 @@ def client_loop(
             time.sleep(0.1)
 
 
+LOADTEST_ENV = {
+    "PREDICTQ_RATE_LIMIT_SUBMIT": "100000/minute",
+    "PREDICTQ_RATE_LIMIT_POLL": "1000000/minute",
+    "PREDICTQ_RATE_LIMIT_PREDICT": "1000000/minute",
+    "PREDICTQ_CHUNK_ROWS": "500",
+}
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    """A `predictq up` started by this module: where to reach it and the supervisor's pid."""
+
+    url: str
+    key: str
+    redis_url: str
+    pid: int
+
+
 @contextmanager
-def local_stack(workers: int, log_dir: Path) -> Iterator[tuple[str, str]]:
-    """`predictq up` on a free port with a private Redis and generous rate limits; yields (url, key)."""
+def local_stack(
+    workers: int, log_dir: Path, overrides: dict[str, str], api_workers: int = 2
+) -> Iterator[RunningStack]:
+    """`predictq up` on a free port with a private Redis and the `PREDICTQ_*` overrides given; stopped on exit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREDICTQ_")}
-    env.update(
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing answers there: `up` starts a private Redis
-        PREDICTQ_RATE_LIMIT_SUBMIT="100000/minute",
-        PREDICTQ_RATE_LIMIT_POLL="1000000/minute",
-        PREDICTQ_RATE_LIMIT_PREDICT="1000000/minute",
-        PREDICTQ_CHUNK_ROWS="500",
-    )
+    # Nothing answers at this REDIS_URL, so `up` starts a private Redis.
+    env.update(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", **overrides)
     argv = [
         sys.executable, "-c", "from predictq.cli import main; main()", "up", "--port", str(free_port()),
-        "--workers", str(workers), "--api-workers", "2", "--log-dir", str(log_dir),
+        "--workers", str(workers), "--api-workers", str(api_workers), "--log-dir", str(log_dir),
     ]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     banner = ""
@@ -162,9 +177,10 @@ def local_stack(workers: int, log_dir: Path) -> Iterator[tuple[str, str]]:
             if "Press Ctrl-C" in line:
                 break
         url, key = re.search(r"up at (\S+)", banner), re.search(r"API key: (\S+)", banner)
-        if not url or not key:
-            raise SystemExit(f"loadtest: predictq up did not start:\n{banner}")
-        yield url.group(1), key.group(1)
+        redis_url = re.search(r"redis: +(\S+)", banner)
+        if not url or not key or not redis_url:
+            raise SystemExit(f"predictq up did not start:\n{banner}")
+        yield RunningStack(url.group(1), key.group(1), redis_url.group(1), proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -239,11 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.url:
         return run(args.url.rstrip("/"), args.api_key or "", args)
-    with tempfile.TemporaryDirectory(prefix="predictq-loadtest-") as logs, local_stack(args.workers, Path(logs)) as (
-        url,
-        key,
-    ):
-        return run(url, key, args)
+    with tempfile.TemporaryDirectory(prefix="predictq-loadtest-") as logs, local_stack(
+        args.workers, Path(logs), LOADTEST_ENV
+    ) as stack:
+        return run(stack.url, stack.key, args)
 
 
 if __name__ == "__main__":

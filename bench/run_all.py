@@ -1,0 +1,447 @@
+"""Every benchmark of issue 6 in one run: each path beside its limit, one table of figures and ratios.
+
+Generates its data with `predictq synth`, measures the in-process limit, then starts `predictq up` (API under
+gunicorn with 2 workers, a private Redis, Celery workers) on a free loopback port and measures jobs, /predict,
+memory and scale-out against it. Every ratio is taken between two runs made in this one session. Prints the
+table and writes it, with the machine it ran on, to --out (bench/results.md). Asserts nothing.
+
+    .venv/bin/python bench/run_all.py            # full: 1,000,000 rows, a 1 GB upload (about 15 minutes)
+    .venv/bin/python bench/run_all.py --quick    # 100,000 rows, a 100 MB upload (a couple of minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import psutil
+import pyarrow as pa
+import redis
+from bench_score import PARSE, run
+from loadtest import RunningStack, local_stack, require_loopback
+
+from model.readers import iter_chunks
+from model.schema import REQUIRED_COLUMNS
+from predictq.client import Client
+from predictq.settings import Settings
+from worker.jobs import JobService
+from worker.keys import JobKeys
+
+# Rate limits out of the way; everything else at the service's defaults.
+STACK_ENV = {
+    "PREDICTQ_RATE_LIMIT_SUBMIT": "100000/minute",
+    "PREDICTQ_RATE_LIMIT_POLL": "1000000/minute",
+    "PREDICTQ_RATE_LIMIT_PREDICT": "1000000/minute",
+}
+SAMPLE_SECONDS = 0.05  # RSS sampling period
+PREDICT_BATCH = 10_000
+
+
+@dataclass
+class Row:
+    """One line of the table: a figure, what it is compared with, and the target it answers."""
+
+    section: str
+    name: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    target: str = ""
+    holds: str = ""
+
+
+@dataclass
+class Table:
+    """The rows measured so far, printed as they come."""
+
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        """Keep a row and show it at once (a long run shows progress)."""
+        self.rows.append(row)
+        print(f"  {row.section} {row.name}: {row.value} | {row.baseline} | {row.ratio} | {row.target} {row.holds}",
+              flush=True)
+
+    def markdown(self) -> str:
+        """The table in Markdown."""
+        lines = ["| # | measurement | figure | beside | ratio | target | holds |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r.section} | {r.name} | {r.value} | {r.baseline} | {r.ratio} | {r.target} | {r.holds} |"
+                  for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def verdict(ok: bool) -> str:
+    """The holds column."""
+    return "yes" if ok else "**no**"
+
+
+def synth(rows: int, path: Path) -> Path:
+    """`predictq synth` output (cached by size and format in the bench folder)."""
+    if not path.exists():
+        predictq = str(Path(sys.executable).with_name("predictq"))
+        subprocess.run([predictq, "synth", "--rows", str(rows), "--seed", "1", "-o", str(path)], check=True,
+                       stdout=subprocess.DEVNULL)
+    return path
+
+
+def best_of(repeat: int, argv: list[str]) -> tuple[float, float]:
+    """Fastest wall seconds and highest peak RSS (MiB) of `repeat` runs of one command."""
+    runs = [run(argv) for _ in range(repeat)]
+    return min(s for s, _ in runs), max(m for _, m in runs)
+
+
+def in_process_limit(table: Table, data: Path, rows: int, folder: Path, repeat: int) -> float:
+    """(1) `predictq score` beside a bare pyarrow parse of the same file; returns score seconds."""
+    predictq = str(Path(sys.executable).with_name("predictq"))
+    parse, _ = best_of(repeat, [sys.executable, "-c", PARSE, str(data)])
+    score, score_rss = best_of(repeat, [predictq, "score", str(data), "-o", str(folder / "scored.csv")])
+    ratio = score / parse
+    table.add(Row("1", f"`predictq score` {rows:,} CSV rows", f"{score:.2f} s ({rows / score:,.0f} rows/s)",
+                  f"pyarrow read_csv {parse:.2f} s", f"{ratio:.2f}", "<= 1.5", verdict(ratio <= 1.5)))
+    table.add(Row("1", "`predictq score` peak RSS", f"{score_rss:.0f} MiB"))
+    return score
+
+
+@dataclass
+class Sampler:
+    """Peak RSS per process of a changing set of processes, sampled on a thread."""
+
+    pids: Callable[[], list[int]]
+    peaks: dict[int, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            for pid in self.pids():
+                try:
+                    rss = psutil.Process(pid).memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[pid] = max(self.peaks.get(pid, 0), rss)
+
+    @contextmanager
+    def running(self) -> Iterator[Sampler]:
+        """Sample while the block runs."""
+        thread = threading.Thread(target=self._loop, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        """The highest RSS any one process reached."""
+        return max(self.peaks.values(), default=0) / 2**20
+
+
+def processes(stack: RunningStack, word: str) -> list[int]:
+    """Pids under the stack whose command line names `word` and whose parent does too (forked workers)."""
+    found = []
+    for proc in psutil.Process(stack.pid).children(recursive=True):
+        try:
+            if word in " ".join(proc.cmdline()) and word in " ".join(proc.parent().cmdline()):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One job measured from the client: upload, scoring after the upload, download."""
+
+    job: dict[str, Any]
+    upload: float
+    wait: float
+    download: float
+
+    @property
+    def total(self) -> float:
+        return self.upload + self.wait + self.download
+
+
+def run_job(client: Client, data: Path, out: Path) -> JobRun:
+    """Upload `data`, poll until done, download CSV results; fails loudly if any row was not scored."""
+    start = time.perf_counter()
+    job = client.submit(data)
+    uploaded = time.perf_counter()
+    final = client.wait(job["id"], interval=0.05, timeout=1800)
+    done = time.perf_counter()
+    with out.open("wb") as sink:
+        client.download(job["id"], sink, "csv")
+    end = time.perf_counter()
+    if final["state"] != "succeeded" or final["rows_failed"]:
+        raise SystemExit(f"bench: job did not score every row: {final}")
+    return JobRun(final, uploaded - start, done - uploaded, end - done)
+
+
+def job_row(table: Table, rows: int, run_: JobRun, score: float | None) -> None:
+    """(2) One job's line, beside `predictq score` of the same file when given."""
+    split = f"upload {run_.upload:.2f} + score {run_.wait:.2f} + download {run_.download:.2f}"
+    value = f"{run_.total:.2f} s ({rows / run_.total:,.0f} rows/s): {split}"
+    if score is None:
+        table.add(Row("2", f"job {rows:,} rows, CSV in and out", value))
+        return
+    ratio = run_.total / score
+    table.add(Row("2", f"job {rows:,} rows, CSV in and out", value, f"(1) {score:.2f} s", f"{ratio:.2f}",
+                  "<= 1.5", verdict(ratio <= 1.5)))
+
+
+def result_bytes_per_row(stack: RunningStack, job_id: str, rows: int) -> float:
+    """Redis MEMORY USAGE of a finished job's result chunks, per result row."""
+    client = redis.Redis.from_url(stack.redis_url)
+    keys = JobKeys(Settings().key_prefix, job_id)
+    used = sum(client.memory_usage(k, samples=0) or 0 for k in client.scan_iter(keys.result("*"), count=1000))
+    return used / rows
+
+
+def staged_bytes_per_row(stack: RunningStack, data: Path) -> float:
+    """Redis MEMORY USAGE of a job's staged input chunks, per row, staged as the API stages them.
+
+    Staged through `JobService.stage_chunk` with a queue nobody consumes, so the chunks stay in Redis to be
+    measured; the keys are deleted afterwards.
+    """
+    client = redis.Redis.from_url(stack.redis_url)
+    settings = Settings(redis_url=stack.redis_url, key_prefix="pqbench")
+    service = JobService(client, settings, enqueue=lambda job_id, index: None)
+    job_id = service.create("bench", fmt="csv")["id"]
+    rows = 0
+    with data.open("rb") as stream:
+        for index, chunk in enumerate(iter_chunks(stream, "csv", columns=list(REQUIRED_COLUMNS),
+                                                  chunk_rows=settings.chunk_rows)):
+            service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+            rows += chunk.rows
+    keys = JobKeys("pqbench", job_id)
+    used = sum(client.memory_usage(k, samples=0) or 0 for k in client.scan_iter(keys.staged("*"), count=1000))
+    for key in client.scan_iter("pqbench:*", count=1000):
+        client.delete(key)
+    return used / rows
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> float:
+    """Seconds for one POST on a kept-alive connection, answer read in full; fails on any non-200."""
+    start = time.perf_counter()
+    conn.request("POST", path, body, headers)
+    response = conn.getresponse()
+    answer = response.read()
+    seconds = time.perf_counter() - start
+    if response.status != 200:
+        raise SystemExit(f"bench: POST {path} answered {response.status}: {answer[:300]!r}")
+    return seconds
+
+
+def latencies(stack: RunningStack, body: bytes, clients: int, requests: int) -> list[float]:
+    """Per-request seconds of `requests` one-row POSTs from each of `clients` threads (own connection each)."""
+    parts = urlsplit(stack.url)
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    seconds: list[float] = []
+    lock = threading.Lock()
+
+    def client_loop() -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        mine = [post(conn, "/predict", body, headers) for _ in range(requests)]
+        conn.close()
+        with lock:
+            seconds.extend(mine)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return seconds
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) in milliseconds."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)] * 1e3
+
+
+def predict_rows(table: Table, stack: RunningStack, body: bytes, one_row: bytes, requests: int) -> None:
+    """(3) /predict: one-row latency at concurrency 1 and 8, a 10,000-row body beside orjson parsing it."""
+    latencies(stack, one_row, 1, 50)  # warm both gunicorn workers' model and connections
+    for clients in (1, 8):
+        seconds = latencies(stack, one_row, clients, requests if clients == 1 else max(requests // 4, 50))
+        p50, p99 = percentile(seconds, 50), percentile(seconds, 99)
+        target = "p50 <= 2 ms, p99 <= 10 ms" if clients == 1 else ""
+        holds = verdict(p50 <= 2 and p99 <= 10) if clients == 1 else ""
+        table.add(Row("3", f"POST /predict one row, concurrency {clients}", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+                      f"{len(seconds)} requests", "", target, holds))
+    parts = urlsplit(stack.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
+    request = statistics.median(post(conn, "/predict", body, headers) for _ in range(5))
+    conn.close()
+    parse = statistics.median(timed(lambda: orjson.loads(body)) for _ in range(5))
+    rate, ratio = PREDICT_BATCH / request, request / parse
+    table.add(Row("3", f"POST /predict {PREDICT_BATCH:,} rows ({len(body) / 1e6:.1f} MB)",
+                  f"{request * 1e3:.0f} ms ({rate:,.0f} rows/s)", f"orjson.loads {parse * 1e3:.0f} ms",
+                  f"{ratio:.2f}", ">= 30,000 rows/s, ratio <= 1.5", verdict(rate >= 30_000 and ratio <= 1.5)))
+
+
+def timed(work: Callable[[], object]) -> float:
+    """Wall seconds of one call."""
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def machine() -> str:
+    """CPU model, cores, memory and the versions that matter, in one line."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    memory = psutil.virtual_memory().total / 2**30
+    return (f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, pyarrow {pa.__version__}")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run measures."""
+
+    rows: int
+    small_rows: int
+    upload_bytes: int
+    repeat: int
+
+
+def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float) -> dict[str, JobRun]:
+    """(2), (3), (4) against one stack with 2 workers; returns the big job's run for (5)."""
+    big, small = folder / f"synth_{sizes.rows}.csv", folder / f"synth_{sizes.small_rows}.csv"
+    one_row = orjson.dumps(orjson.loads(synth(1, folder / "synth_1.json").read_bytes())[0])
+    body = synth(PREDICT_BATCH, folder / f"synth_{PREDICT_BATCH}.json").read_bytes()
+    row_bytes = big.stat().st_size / sizes.rows
+    upload_rows = max(sizes.rows, math.ceil(sizes.upload_bytes / row_bytes))
+    upload = synth(upload_rows, folder / f"synth_{upload_rows}.csv")
+    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(2, Path(logs), STACK_ENV) as stack:
+        require_loopback(stack.url)
+        client = Client(stack.url, stack.key, timeout=600)
+        small_run = measure_job(client, stack, small, folder)
+        job_row(table, sizes.small_rows, small_run.run, None)
+        big_run = measure_job(client, stack, big, folder)
+        job_row(table, sizes.rows, big_run.run, score)
+        growth = (big_run.run.total / sizes.rows) / (small_run.run.total / sizes.small_rows)
+        table.add(Row("2", f"cost per row, {sizes.rows:,} vs {sizes.small_rows:,} rows", f"{growth:.2f}x"))
+        predict_rows(table, stack, body, one_row, 1000 if sizes.rows >= 1_000_000 else 400)
+        upload_run = big_run if upload == big else measure_job(client, stack, upload, folder)
+        size = upload.stat().st_size
+        table.add(Row("4", f"API peak RSS, {size / 1e9:.2f} GB upload ({upload_rows:,} rows)",
+                      f"{upload_run.api_mib:.0f} MiB", "", "", "<= 300 MB",
+                      verdict(upload_run.api_mib * 2**20 <= 300e6)))
+        flat = big_run.worker_mib / small_run.worker_mib
+        table.add(Row("4", "worker peak RSS (per process)", f"{big_run.worker_mib:.0f} MiB at {sizes.rows:,} rows",
+                      f"{small_run.worker_mib:.0f} MiB at {sizes.small_rows:,} rows", f"{flat:.2f}", "flat",
+                      verdict(flat <= 1.1)))
+        staged = staged_bytes_per_row(stack, small)
+        table.add(Row("4", "Redis bytes per staged input row", f"{staged:.0f} B", "", "", "<= 120 B",
+                      verdict(staged <= 120)))
+        stored = result_bytes_per_row(stack, big_run.run.job["id"], sizes.rows)
+        table.add(Row("4", "Redis bytes per stored result row", f"{stored:.0f} B"))
+    return {"2": big_run.run}
+
+
+@dataclass(frozen=True)
+class MeasuredJob:
+    """A job run with the peak RSS of the API and the worker processes while it ran."""
+
+    run: JobRun
+    api_mib: float
+    worker_mib: float
+
+
+def measure_job(client: Client, stack: RunningStack, data: Path, folder: Path) -> MeasuredJob:
+    """One job with RSS sampled for the gunicorn and Celery processes."""
+    api, workers = Sampler(lambda: processes(stack, "gunicorn")), Sampler(lambda: processes(stack, "celery"))
+    with api.running(), workers.running():
+        run_ = run_job(client, data, folder / "job_scored.csv")
+    return MeasuredJob(run_, api.peak_mib, workers.peak_mib)
+
+
+def scale_out(table: Table, sizes: Sizes, folder: Path, two: JobRun) -> None:
+    """(5) The big job with 1 and 4 worker processes (concurrency 1 each), beside the 2-worker run."""
+    data = folder / f"synth_{sizes.rows}.csv"
+    runs = {}
+    for workers in (1, 4):
+        with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
+            workers, Path(logs), STACK_ENV
+        ) as stack:
+            runs[workers] = run_job(Client(stack.url, stack.key, timeout=600), data, folder / "job_scored.csv")
+    runs[2] = two
+    for workers in (1, 2, 4):
+        r = runs[workers]
+        speedup = runs[1].total / r.total
+        scoring = r.job["rows_per_second"] or 0
+        table.add(Row("5", f"job {sizes.rows:,} rows, {workers} worker process{'es' if workers > 1 else ''}",
+                      f"{sizes.rows / r.total:,.0f} rows/s end to end; scoring {scoring:,.0f} rows/s",
+                      "1 worker", f"{speedup:.2f}x"))
+
+
+def write_results(path: Path, table: Table, command: str, seconds: float) -> None:
+    """bench/results.md: the command, the machine, the table."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    path.write_text(
+        "# Benchmark results\n\n"
+        f"Made by `{command}` on {stamp} in {seconds / 60:.1f} minutes.\n\n"
+        f"Machine: {machine()}.\n\n" + table.markdown()
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 rows, 10,000 small, 100 MB upload.")
+    parser.add_argument("--rows", type=int, default=None, help="Rows of the big file (default 1,000,000).")
+    parser.add_argument("--small-rows", type=int, default=None, help="Rows of the small job (default 100,000).")
+    parser.add_argument("--upload-gb", type=float, default=None, help="Size of the memory upload (default 1).")
+    parser.add_argument("--repeat", type=int, default=2, help="Runs of each (1) command; the best counts.")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/predictq-bench"), help="Data files (kept).")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
+    parser.add_argument("--skip-scale", action="store_true", help="Leave out (5), the stack restarts.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    sizes = Sizes(
+        rows=args.rows or (100_000 if args.quick else 1_000_000),
+        small_rows=args.small_rows or (10_000 if args.quick else 100_000),
+        upload_bytes=int((args.upload_gb or (0.1 if args.quick else 1.0)) * 1e9),
+        repeat=args.repeat,
+    )
+    args.dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    table = Table()
+    print(f"bench: {machine()}", flush=True)
+    big = synth(sizes.rows, args.dir / f"synth_{sizes.rows}.csv")
+    synth(sizes.small_rows, args.dir / f"synth_{sizes.small_rows}.csv")
+    score = in_process_limit(table, big, sizes.rows, args.dir, sizes.repeat)
+    runs = stack_rows(table, sizes, args.dir, score)
+    if not args.skip_scale:
+        scale_out(table, sizes, args.dir, runs["2"])
+    seconds = time.perf_counter() - started
+    command = "python bench/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_results(args.out, table, command.strip(), seconds)
+    print(table.markdown(), end="")
+    print(f"bench: written to {args.out} in {seconds / 60:.1f} minutes")
+
+
+if __name__ == "__main__":
+    main()
