@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 _processor: ChunkProcessor | None = None
 _processor_lock = threading.Lock()
+# The model loaded by the worker's main process before the pool forks; pool processes inherit it.
+_preloaded_scorer: Any = None
 _reaper: ReaperThread | None = None
 
 
@@ -31,18 +33,24 @@ def enqueue_for(celery_app: Any, queue: str) -> Enqueue:
     return enqueue
 
 
+def load_model(settings: Settings) -> Any:
+    """Load the settings' model (importing the scoring stack on first use) and log it."""
+    from model.scoring import load_scorer
+
+    scorer = load_scorer(settings.model_path or None)
+    log.info("model %s (sha256 %s) loaded", scorer.version, scorer.sha256)
+    return scorer
+
+
 def processor() -> ChunkProcessor:
-    """This process's chunk processor: the model is loaded once, on the first chunk."""
+    """This process's chunk processor, built on the first chunk with the preloaded model (else loading it)."""
     global _processor
     if _processor is None:
         with _processor_lock:
             if _processor is None:
-                from model.scoring import load_scorer
-
                 settings = Settings.from_env()
                 store = JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
-                scorer = load_scorer(settings.model_path or None)
-                log.info("model %s (sha256 %s) loaded", scorer.version, scorer.sha256)
+                scorer = _preloaded_scorer if _preloaded_scorer is not None else load_model(settings)
                 _processor = ChunkProcessor(
                     store, scorer, settings.max_chunk_attempts, enqueue_for(app, settings.queue_name)
                 )
@@ -57,9 +65,28 @@ def score_chunk(job_id: str, index: int) -> str:
     return outcome
 
 
+@signals.celeryd_after_setup.connect
+def _preload_model(**_: Any) -> None:
+    """Load the model in the main process before the pool forks, so every pool process starts with it.
+
+    `celeryd_after_setup` rather than `worker_init`: both come before the pool starts, but only this one
+    comes after Celery set up logging, so the load is logged.
+
+    A failure is logged and left to the lazy path: each pool process tries again on its first chunk.
+    """
+    global _preloaded_scorer
+    try:
+        _preloaded_scorer = load_model(Settings.from_env())
+    except Exception:
+        log.exception("model preload failed; pool processes will load it on their first chunk")
+
+
 @signals.worker_process_init.connect
 def _forget_inherited_state(**_: Any) -> None:
-    """A forked pool process builds its own Redis connections rather than sharing the parent's sockets."""
+    """A forked pool process builds its own Redis connections rather than sharing the parent's sockets.
+
+    The preloaded model is kept: it holds no connection, and sharing it is the point of loading it early.
+    """
     global _processor
     _processor = None
 

@@ -77,6 +77,30 @@ def test_real_rows_score_like_in_process(
     assert "x0" in results.column_names
 
 
+def test_a_real_job_is_counted_once_in_the_metrics_and_the_pool_inherits_the_model(
+    synth_files: dict[str, Path], celery_workers: Any, job_driver: Any, scorer: Any
+) -> None:
+    driver = job_driver.with_settings(chunk_rows=2_000)
+    before = driver.service.metrics()
+    node = celery_workers.start(concurrency=2)
+    submitted = driver.submit(synth_files["csv"], "csv", scorer, max_chunks=3)
+    job = driver.wait_for_state(submitted.job_id, {"succeeded", "failed", "cancelled"}, timeout=120)
+    assert (job["state"], job["rows_done"]) == ("succeeded", submitted.rows)
+    after = driver.service.metrics()
+    delta = {name: after[name] - before[name] for name in ("rows_scored", "rows_failed", "chunks_scored",
+                                                           "chunks_failed", "seconds_count")}
+    assert delta["rows_scored"] + delta["rows_failed"] == submitted.rows == 6_000
+    assert delta["rows_failed"] == job["rows_failed"]
+    assert (delta["chunks_scored"], delta["chunks_failed"], delta["seconds_count"]) == (3, 0, 3)
+    assert driver.service.state_counts().get("succeeded", 0) >= 1
+    # The model is loaded once, by the main process before the pool forks; pool processes score with it.
+    lines = celery_workers.log(node).splitlines()
+    loads = [line for line in lines if f"model {scorer.version} (sha256 {scorer.sha256}) loaded" in line]
+    assert len(loads) == 1 and "/MainProcess]" in loads[0], loads
+    scored = [line for line in lines if f"job {submitted.job_id} chunk" in line]
+    assert len(scored) == 3 and all("/ForkPoolWorker-" in line for line in scored), scored
+
+
 def test_partial_results_while_running_then_cancel(
     synth_files: dict[str, Path], celery_workers: Any, job_driver: Any, scorer: Any, worker_settings: Settings
 ) -> None:
