@@ -17,7 +17,7 @@ import redis
 from model.synth import write_synth
 from predictq.settings import Settings
 from worker.errors import JobExpired
-from worker.keys import reaper_lock
+from worker.keys import metrics_key, reaper_lock
 
 SYNTH_ROWS = 100_000
 
@@ -51,7 +51,9 @@ def test_synthetic_rows_score_like_in_process(
     assert job["model"] == {"version": scorer.version, "sha256": scorer.sha256}
     job_driver.assert_exact(job_driver.results(submitted.job_id), submitted.expected)
     client = job_driver.service.store.redis
-    keys = client.keys(f"{job_driver.service.settings.key_prefix}:*")
+    prefix = job_driver.service.settings.key_prefix
+    # The cluster-wide metrics hash is the one key meant to outlive every job.
+    keys = [key for key in client.keys(f"{prefix}:*") if key.decode() != metrics_key(prefix)]
     assert keys and all(0 < client.pttl(key) <= job_driver.service.settings.job_ttl_seconds * 1000 for key in keys)
     assert client.keys(job_driver.service.store.keys(submitted.job_id).staged("*")) == []
 
@@ -150,7 +152,7 @@ def test_expired_job_answers_410_and_leaves_no_keys(
     assert driver.service.list("acme") == ([], None)
     client = redis.Redis.from_url(worker_settings.redis_url)
     prefix = worker_settings.key_prefix
-    leftover = [k for k in client.keys(f"{prefix}:*") if k.decode() != reaper_lock(prefix)]
+    leftover = [k for k in client.keys(f"{prefix}:*") if k.decode() not in (reaper_lock(prefix), metrics_key(prefix))]
     assert leftover == []
 
 
