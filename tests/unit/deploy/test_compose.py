@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,15 @@ def test_every_predictq_variable_in_env_example_is_read_by_settings(env_example:
     source = (root / "predictq" / "settings.py").read_text(encoding="utf-8")
     unknown = {name for name in env_example if name.startswith("PREDICTQ_") and f'"{name}"' not in source}
     assert unknown == {"PREDICTQ_IMAGE_TAG"}  # the only one compose reads itself (the image tag)
+
+
+def test_every_service_setting_reaches_the_containers(compose_raw: dict[str, Any], root: Path) -> None:
+    """A setting that compose does not pass on would be silently ignored under Docker."""
+    source = (root / "predictq" / "settings.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'"((?:PREDICTQ_|REDIS_)[A-Z0-9_]+)"', source))
+    client_or_local = {"PREDICTQ_DEV_KEY_FILE", "PREDICTQ_PORT"}  # set per service / fixed inside the image
+    passed = set(compose_raw["x-predictq"]["environment"]).union(
+        *(compose_raw["services"][name]["environment"] for name in ("api", "worker"))
+    )
+    assert len(read) > 20
+    assert read - client_or_local - passed == set()
