@@ -38,6 +38,9 @@ def redis_server() -> Iterator[str]:
     """URL of a real Redis for this session: PREDICTQ_TEST_REDIS_URL if set, else a private redis-server."""
     external = os.environ.get("PREDICTQ_TEST_REDIS_URL")
     if external:
+        # Tests empty their database after each test: never let that be database 0 of a shared server.
+        if redis.Redis.from_url(external).connection_pool.connection_kwargs.get("db", 0) == 0:
+            pytest.exit("PREDICTQ_TEST_REDIS_URL must name a database other than 0 (it is flushed)", returncode=2)
         yield external
         return
     server = PrivateRedis().start()

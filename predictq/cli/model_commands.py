@@ -90,6 +90,7 @@ def _scored_tables(chunks: Iterator[Any], scorer: Any, passthrough: str | None,
         errors: list[RowError] = sorted([*chunk.errors, *result.errors], key=lambda e: e.row)
         counts["scored"] += table.num_rows
         counts["errors"] += len(errors)
+        counts["failed"] += len({e.row for e in errors})
         if error_sink is not None and errors:
             error_sink.write(b"".join(orjson.dumps(e.as_dict()) + b"\n" for e in errors))
         elif errors and counts["errors"] == len(errors):
@@ -121,7 +122,7 @@ def score(input_path: Path, output: Path, model: str | None, errors_path: Path |
         fmt_in, _ = format_from_path(input_path), format_from_path(output)
     except (PredictqError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
-    counts = {"scored": 0, "errors": 0}
+    counts = {"scored": 0, "failed": 0, "errors": 0}
     show_bar = sys.stderr.isatty()
     bar_context = click.progressbar(length=input_path.stat().st_size, label="scoring", file=sys.stderr,
                                     width=30) if show_bar else nullcontext(None)
@@ -135,7 +136,8 @@ def score(input_path: Path, output: Path, model: str | None, errors_path: Path |
             write_file(_scored_tables(chunks, scorer, passthrough, error_sink, counts), output)
         except PredictqError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"scored {counts['scored']} rows with {scorer.version}; {counts['errors']} row errors"
+    click.echo(f"scored {counts['scored']} rows with {scorer.version}; "
+               f"{counts['failed']} rows failed ({counts['errors']} row errors)"
                + (f" (see {errors_path})" if errors_path and counts["errors"] else ""), err=True)
 
 

@@ -39,15 +39,15 @@ def test_score_writes_row_errors(tmp_path: Path) -> None:
     rows = tmp_path / "rows.ndjson"
     good = {"x5": "monday", "x12": "$1.00", "x31": "asia", "x44": 0.1, "x53": 0.2, "x56": 0.3, "x58": 0.4,
             "x62": 0.5, "x81": "May", "x91": 0.6}
-    records = [good, {**good, "x5": "funday"}, {**good, "x44": "n/a?"}, good]
+    records = [good, {**good, "x5": "funday"}, {**good, "x44": "n/a?"}, {**good, "x5": "?", "x12": "?"}, good]
     rows.write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n")
     errors = tmp_path / "errors.ndjson"
     result = CliRunner().invoke(cli, ["score", str(rows), "-o", str(tmp_path / "out.csv"), "--errors", str(errors)])
     assert result.exit_code == 0, result.output
-    assert "scored 2 rows" in result.output and "2 row errors" in result.output
+    assert "scored 2 rows" in result.output and "3 rows failed (4 row errors)" in result.output
     reported = [orjson.loads(line) for line in errors.read_bytes().splitlines()]
-    assert [(e["row"], e["column"]) for e in reported] == [(1, "x5"), (2, "x44")]
-    assert pd.read_csv(tmp_path / "out.csv")["row"].tolist() == [0, 3]
+    assert [(e["row"], e["column"]) for e in reported] == [(1, "x5"), (2, "x44"), (3, "x5"), (3, "x12")]
+    assert pd.read_csv(tmp_path / "out.csv")["row"].tolist() == [0, 4]
 
 
 def test_score_refuses_a_bad_model_path(tmp_path: Path) -> None:
