@@ -226,6 +226,11 @@ class JobStore:
         raw = self.redis.hgetall(metrics_key(self.prefix))
         return ChunkMetrics.from_hash({_text(f): _text(v) for f, v in raw.items()})
 
+    def last_cluster_commit(self) -> float:
+        """When any worker last committed any chunk (epoch seconds; 0.0 when none ever did)."""
+        raw = self.redis.hget(metrics_key(self.prefix), "last_commit")
+        return float(_text(raw)) if raw else 0.0
+
     def forget_active(self, job_id: str) -> None:
         """Drop a job from the active index (it expired or closed)."""
         self.redis.zrem(active_index(self.prefix), job_id)

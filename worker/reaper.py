@@ -33,21 +33,27 @@ class ReapReport:
     forgotten: list[str] = field(default_factory=list)
 
 
-def stuck_reason(fields: dict[str, str], settings: Settings, now: float) -> str | None:
-    """Why an open job can no longer finish (its upload went silent, or nothing moved for too long), or None."""
+def stuck_reason(fields: dict[str, str], settings: Settings, now: float, cluster_last_commit: float) -> str | None:
+    """Why an open job can no longer finish, or None.
+
+    Either its upload went silent, or neither it nor any other job moved for `stuck_job_seconds`: while the
+    cluster commits chunks, a job that waits its turn behind a backlog is queued, not stuck.
+    """
     if fields.get("state") not in OPEN_STATES:
         return None
     if fields.get("sealed") != "1" and now - float(fields["upload_heartbeat"]) > settings.upload_idle_seconds:
         return (f"upload interrupted: no data arrived for {settings.upload_idle_seconds}s "
                 "and the upload never completed")
-    if now - float(fields["last_activity"]) > settings.stuck_job_seconds:
-        return f"job stuck: no chunk started or finished for {settings.stuck_job_seconds}s"
+    idle = now - max(float(fields["last_activity"]), cluster_last_commit)
+    if idle > settings.stuck_job_seconds:
+        return (f"job stuck: no chunk of it or of any other job started or finished for "
+                f"{settings.stuck_job_seconds}s (are any workers running?)")
     return None
 
 
 def fail_if_stuck(store: JobStore, settings: Settings, job_id: str, fields: dict[str, str]) -> str | None:
     """Fail the job when `stuck_reason` says so; returns the reason given."""
-    reason = stuck_reason(fields, settings, time.time())
+    reason = stuck_reason(fields, settings, time.time(), store.last_cluster_commit())
     if reason is not None and store.close(job_id, "failed", reason) == "failed":
         log.warning("job %s failed by the reaper: %s", job_id, reason)
         return reason

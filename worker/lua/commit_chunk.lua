@@ -36,6 +36,8 @@ redis.call('HINCRBY', job, 'rows_failed', rows_failed)
 redis.call('HINCRBY', job, 'chunks_done', 1)
 redis.call('HSET', job, 'last_activity', now)
 -- Counted here and only here, past the exactly-once guard: a duplicate delivery never counts twice.
+-- last_commit says the cluster is making progress: a job waiting behind a backlog is not stuck.
+redis.call('HSET', metrics, 'last_commit', now)
 redis.call('HINCRBY', metrics, 'rows_scored', rows_scored)
 redis.call('HINCRBY', metrics, 'rows_failed', rows_failed)
 if seconds == '' then

@@ -63,6 +63,18 @@ def test_a_job_without_progress_is_failed(service: JobService, chunks: list[Chun
     assert report.failed[job_id].startswith("job stuck")
 
 
+def test_a_job_waiting_behind_a_backlog_is_not_stuck(service: JobService, chunks: list[Chunk], settings: Any) -> None:
+    waiting = staged_job(service, chunks, seal=True)
+    busy = staged_job(service, chunks, seal=True)
+    time.sleep(1.1)
+    service.store.commit_chunk(busy, 0, b"", b"", 0, 0, seconds=0.5)  # the cluster is still making progress
+    report = reap_once(service.store, dataclasses.replace(settings, stuck_job_seconds=1), service.enqueue)
+    assert report.failed == {} and service.get("acme", waiting)["state"] == "queued"
+    time.sleep(1.1)
+    report = reap_once(service.store, dataclasses.replace(settings, stuck_job_seconds=1), service.enqueue)
+    assert set(report.failed) == {waiting, busy}
+
+
 def test_one_pass_per_interval_across_processes(service: JobService, settings: Any) -> None:
     assert try_reap(service.store, settings, service.enqueue) is not None
     assert try_reap(service.store, settings, service.enqueue) is None
