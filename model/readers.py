@@ -8,6 +8,10 @@ impossible values (a list, object or boolean where a scalar belongs; a number th
 `RowError` naming the column, and that record is dropped. Whole-body problems raise `ReadError`.
 NaN (JSON literal `NaN`, CSV `NaN`/`nan`) means missing; `Infinity`, `-Infinity` and numbers that overflow
 float64 (`1e400`) are row errors ("not a finite number").
+The passthrough (client id) column is typed on its own and never as float64, which would turn 7 into 7.0 and
+lose digits past 2**53: int64 when every value of the chunk is an integer that fits (in CSV: written exactly
+as int64 prints it, so `007` stays text), otherwise the exact text. The header or first record must name it,
+as it must name every required column.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +46,7 @@ _QUOTE, _LF, _CR = ord('"'), ord("\n"), ord("\r")
 _FIELD_EDGE = np.array([ord(","), _LF, _CR, _QUOTE], dtype=np.uint8)  # bytes next to a well-placed quote
 _CSV_EVENT = re.compile(rb'"|[\r\n]')
 _SAMPLE = 64  # cells tried before casting a whole CSV column to numbers
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _LINE_END = re.compile(rb"\r\n?|\n")  # the line endings pyarrow accepts
 _CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "-nan", "null", "NULL"]
 
@@ -141,10 +147,12 @@ def iter_chunks(
         raise ValueError("chunk_rows must be at least 1")
     if passthrough == ROW_COLUMN:
         raise ReadError("invalid_passthrough", f"the passthrough column cannot be {ROW_COLUMN!r}: results carry it")
+    # the passthrough column is required like the model's columns: an id column the body lacks is a mistake
     keep = list(dict.fromkeys([*columns, *([passthrough] if passthrough else [])]))
+    ident = passthrough if passthrough and passthrough not in columns else None
     parse = {"csv": _csv_pieces, "ndjson": _ndjson_pieces, "json": _json_pieces}[fmt]
-    finish = _finish_strings if fmt == "csv" else _finish_values
-    return _assemble(parse(_Source(stream, max_bytes), list(columns), keep), chunk_rows, keep, finish)
+    finish = partial(_finish_strings if fmt == "csv" else _finish_values, ident=ident)
+    return _assemble(parse(_Source(stream, max_bytes), keep, keep), chunk_rows, keep, finish)
 
 
 # --- the byte source: size limit, BOM, UTF-8 check, line counting -------------------------------------
@@ -272,13 +280,18 @@ def _chunks_of(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
 # --- typing of a chunk's columns ---------------------------------------------------------------------
 
 
-def _finish_strings(values: dict[str, Any], rows: np.ndarray, present: list[str]) -> tuple[pa.Table, list[RowError]]:
+def _finish_strings(
+    values: dict[str, Any], rows: np.ndarray, present: list[str], ident: str | None = None
+) -> tuple[pa.Table, list[RowError]]:
     """CSV columns arrive as text: a column whose every non-null cell parses as a number becomes float64."""
     bad = np.zeros(len(rows), dtype=bool)
     errors: list[RowError] = []
     typed: dict[str, pa.Array] = {}
     for name in present:
         text = values[name]
+        if name == ident:
+            typed[name] = _ident_from_text(text)
+            continue
         numbers = _as_numbers(text)
         if numbers is None:
             typed[name] = text
@@ -298,6 +311,16 @@ def _as_numbers(text: pa.Array) -> pa.Array | None:
         return None
 
 
+def _ident_from_text(text: pa.Array) -> pa.Array:
+    """A CSV id column as int64 when every cell is an integer written as int64 prints it, else its exact text."""
+    try:
+        numbers = pc.cast(text, pa.int64())
+    except pa.ArrowInvalid:
+        return text
+    # the round trip keeps `007`, `-0` and the like as the text the client sent
+    return numbers if pc.all(pc.equal(pc.cast(numbers, pa.string()), text)).as_py() else text
+
+
 def _finite(numbers: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
     """NaN becomes null; an infinite value is a row error (marked in `bad`, first column per row wins)."""
     data = numbers.to_numpy(zero_copy_only=False)  # nulls come back as NaN
@@ -307,13 +330,16 @@ def _finite(numbers: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> 
     return pa.array(data, type=pa.float64(), mask=np.isnan(data)), errors
 
 
-def _finish_values(values: dict[str, Any], rows: np.ndarray, present: list[str]) -> tuple[pa.Table, list[RowError]]:
+def _finish_values(
+    values: dict[str, Any], rows: np.ndarray, present: list[str], ident: str | None = None
+) -> tuple[pa.Table, list[RowError]]:
     """JSON columns arrive as Python values: numbers-only columns become float64, mixed ones strings."""
     bad = np.zeros(len(rows), dtype=bool)
     errors: list[RowError] = []
     typed: dict[str, pa.Array] = {}
     for name in present:
-        column, errors_here = _type_values(values[name], rows, name, bad)
+        type_column = _type_ident if name == ident else _type_values
+        column, errors_here = type_column(values[name], rows, name, bad)
         typed[name] = column
         errors.extend(errors_here)
     return _table(rows, typed, present, bad), errors
@@ -335,11 +361,36 @@ def _type_values(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray)
 
 def _type_mixed(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
     """The slow path for a column mixing kinds of value (only chunks holding such values pay for it)."""
+    cleaned, errors = _scalars(items, rows, name, bad, exact_ints=False)
+    if any(isinstance(v, str) for v in cleaned):
+        return _texts(cleaned), errors
+    return pa.array([None if v is None else float(v) for v in cleaned], pa.float64()), errors
+
+
+def _type_ident(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
+    """The passthrough column: int64 when every value is an integer that fits, else exact text; never float64."""
+    try:
+        array = pa.array(items, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        array = None
+    if array is not None and (pa.types.is_int64(array.type) or pa.types.is_string(array.type)):
+        return array, []
+    # floats, huge integers, nulls only, or mixed kinds: rare for an id, so a Python pass is fine here
+    cleaned, errors = _scalars(items, rows, name, bad, exact_ints=True)
+    present = [v for v in cleaned if v is not None]
+    if present and all(type(v) is int and _INT64_MIN <= v <= _INT64_MAX for v in present):
+        return pa.array(cleaned, pa.int64()), errors
+    return _texts(cleaned), errors
+
+
+def _scalars(
+    items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray, *, exact_ints: bool
+) -> tuple[list[Any], list[RowError]]:
+    """The values with NaN and unusable values as None, and a row error for each unusable one (first per row)."""
     errors: list[RowError] = []
     cleaned: list[Any] = []
-    has_text = False
     for i, item in enumerate(items):
-        problem = _scalar_problem(item)
+        problem = _scalar_problem(item, exact_ints=exact_ints)
         if problem:
             if not bad[i]:
                 errors.append(RowError(int(rows[i]), name, problem))
@@ -347,22 +398,25 @@ def _type_mixed(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) 
             item = None
         elif isinstance(item, float) and math.isnan(item):
             item = None
-        has_text = has_text or isinstance(item, str)
         cleaned.append(item)
-    if has_text:
-        texts = [v if v is None or isinstance(v, str) else repr(v) for v in cleaned]
-        return pa.array(texts, pa.string()), errors
-    return pa.array([None if v is None else float(v) for v in cleaned], pa.float64()), errors
+    return cleaned, errors
 
 
-def _scalar_problem(item: Any) -> str | None:
-    """Why a JSON value cannot stand in a scalar column, or None if it can."""
+def _texts(values: list[Any]) -> pa.Array:
+    """Values as strings: text as is, numbers as Python's exact repr (integers digit for digit)."""
+    return pa.array([v if v is None or isinstance(v, str) else repr(v) for v in values], pa.string())
+
+
+def _scalar_problem(item: Any, *, exact_ints: bool = False) -> str | None:
+    """Why a JSON value cannot stand in a scalar column, or None if it can (`exact_ints`: any integer can)."""
     if isinstance(item, bool):
         return "a boolean where a number or text belongs"
     if isinstance(item, dict):
         return "an object where a number or text belongs"
     if isinstance(item, list):
         return "a list where a number or text belongs"
+    if exact_ints and isinstance(item, int):
+        return None
     if isinstance(item, float | int) and math.isinf(_as_float(item)):
         return "not a finite number"
     return None
@@ -392,7 +446,7 @@ def _csv_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterat
     background thread: cutting ourselves bounds memory to one block and stops at max_bytes at once.
     """
     carry, names = _csv_header(source, required)
-    options = _CsvOptions(names, [c for c in keep if c in names], [c for c in keep if c not in names])
+    options = _CsvOptions(names, keep)  # the header check made sure every kept column is in it
     done = 0
     while True:
         data = carry if source.eof else carry + source.read(READ_BLOCK)
@@ -454,11 +508,10 @@ def _walk_record_end(data: bytes, end: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class _CsvOptions:
-    """The header's column names, the kept ones found in it, and kept ones absent (filled with nulls)."""
+    """The header's column names and the kept ones (all of them in the header)."""
 
     names: list[str]
     kept: list[str]
-    absent: list[str]
 
 
 def _csv_block(block: bytes, options: _CsvOptions, first: int) -> _Piece:
@@ -488,8 +541,7 @@ def _csv_block(block: bytes, options: _CsvOptions, first: int) -> _Piece:
     end = first + table.num_rows + len(errors)
     failed = np.asarray([e.row for e in errors], dtype=np.int64)
     rows = np.setdiff1d(np.arange(first, end, dtype=np.int64), failed, assume_unique=True)
-    nulls = {c: pa.nulls(table.num_rows, pa.string()) for c in options.absent}
-    return _Piece(rows, {c: table.column(c) for c in options.kept} | nulls, errors, end)
+    return _Piece(rows, {c: table.column(c) for c in options.kept}, errors, end)
 
 
 def _csv_header(source: _Source, required: list[str]) -> tuple[bytes, list[str]]:

@@ -161,9 +161,74 @@ def test_csv_skips_other_columns_and_keeps_passthrough() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
-def test_absent_passthrough_column_is_null(fmt: str) -> None:
-    chunks = read(encode(SAMPLE[:2], fmt), fmt, passthrough="id")
-    assert [r["id"] for r in rows_of(chunks)] == [None, None]
+def test_passthrough_column_absent_from_header_or_first_record_is_missing_columns(fmt: str) -> None:
+    error = read_error(encode(SAMPLE[:2], fmt), fmt, passthrough="id")
+    assert (error.code, error.missing) == ("missing_columns", ["id"])
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_passthrough_key_absent_after_the_first_record_is_null(fmt: str) -> None:
+    body = encode([{"a": 1, "b": "x", "id": 5}, {"a": 2, "b": "y"}], fmt)
+    assert [r["id"] for r in rows_of(read(body, fmt, passthrough="id"))] == [5, None]
+
+
+BIG_ID = 9007199254740993  # 2**53 + 1: the first integer a float64 cannot hold
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_large_integer_ids_stay_exact_int64(fmt: str) -> None:
+    body = encode([{"a": 1, "b": "x", "id": BIG_ID}, {"a": 2, "b": "y", "id": -(2**63)}], fmt)
+    table = read(body, fmt, passthrough="id")[0].table
+    assert table.column("id").type == pa.int64()
+    assert table.column("id").to_pylist() == [BIG_ID, -(2**63)]
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        ([7, None, 8], [7, None, 8]),
+        ([7, "k8"], ["7", "k8"]),
+        ([7, 7.5], ["7", "7.5"]),
+        ([7.0, 8.0], ["7.0", "8.0"]),
+        ([2**63, 1], ["9223372036854775808", "1"]),
+        ([None, None], [None, None]),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_json_ids_are_int64_or_exact_text_never_float(fmt: str, ids: list, expected: list) -> None:
+    body = encode([{"a": 1, "b": "x", "id": i} for i in ids], fmt)
+    column = read(body, fmt, passthrough="id")[0].table.column("id")
+    assert column.to_pylist() == expected
+    assert not pa.types.is_floating(column.type)
+
+
+def test_json_id_past_float64_is_exact_text_not_a_row_error() -> None:
+    huge = "9" * 400
+    chunks = read(f'{{"a": 1, "b": "x", "id": {huge}}}\n'.encode(), "ndjson", passthrough="id")
+    assert errors_of(chunks) == [] and rows_of(chunks)[0]["id"] == huge
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        (["7", "", "-3"], [7, None, -3]),
+        (["007", "7"], ["007", "7"]),
+        (["7", "7.0"], ["7", "7.0"]),
+        (["9223372036854775808"], ["9223372036854775808"]),
+        (["k1", "2"], ["k1", "2"]),
+    ],
+)
+def test_csv_ids_are_int64_only_when_written_as_plain_integers(cells: list[str], expected: list) -> None:
+    body = ("a,b,id\n" + "".join(f"1,x,{cell}\n" for cell in cells)).encode()
+    assert [r["id"] for r in rows_of(read(body, "csv", passthrough="id"))] == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_one_id_is_never_text_in_one_chunk_and_float_in_another(fmt: str) -> None:
+    records = [{"a": 1, "b": "x", "id": 7}, {"a": 1, "b": "x", "id": 7}, {"a": 1, "b": "x", "id": "k"}]
+    chunks = read(encode(records, fmt), fmt, chunk_rows=1, passthrough="id")
+    assert [c.table.column("id").to_pylist() for c in chunks] == [[7], [7], ["k"]]
+    assert all(not pa.types.is_floating(c.table.column("id").type) for c in chunks)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
