@@ -67,7 +67,7 @@ class JobStore:
         self._scripts = {
             name: client.register_script(_script_text(name))
             for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
-                         "release_lease", "mark_requeued")
+                         "release_lease", "mark_requeued", "touch_upload")
         }
 
     def keys(self, job_id: str) -> JobKeys:
@@ -151,6 +151,10 @@ class JobStore:
         """Drop the chunk's lease if it is still `lease` (full text), recording why the attempt ended."""
         k = self.keys(job_id)
         return bool(self._run("release_lease", [k.leases, k.reasons], [index, lease, reason]))
+
+    def touch_upload(self, job_id: str) -> bool:
+        """Refresh an open upload's heartbeat (False when the job is sealed, closed or gone)."""
+        return bool(self._run("touch_upload", [self.keys(job_id).job], [repr(time.time())]))
 
     def mark_requeued(self, job_id: str) -> bool:
         """Note that the job's orphaned chunks were requeued now (False when the job is gone)."""

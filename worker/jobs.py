@@ -114,6 +114,10 @@ class JobService:
         job_id, _, _ = self.store.create(tenant, fields, self.settings.job_ttl_seconds)
         return self._render(job_id, self._fields(job_id))
 
+    def touch_upload(self, job_id: str) -> bool:
+        """Tell the reaper the upload is alive while a chunk's bytes are still arriving (False: stop uploading)."""
+        return self.store.touch_upload(job_id)
+
     def stage_chunk(self, job_id: str, index: int, table: pa.Table, errors: Sequence[RowError]) -> bool:
         """Stage chunk `index` (int64 `row` + input columns, and its parse errors) and queue it for scoring.
 

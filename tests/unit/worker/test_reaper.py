@@ -47,6 +47,19 @@ def test_an_upload_that_went_silent_is_failed(service: JobService, chunks: list[
     assert job_id not in service.store.active_jobs()
 
 
+def test_a_slow_upload_that_keeps_sending_is_not_failed(
+    service: JobService, chunks: list[Chunk], settings: Any
+) -> None:
+    job_id = staged_job(service, chunks, seal=False)
+    later = dataclasses.replace(settings, upload_idle_seconds=1)
+    time.sleep(0.7)
+    assert service.touch_upload(job_id)  # bytes of the next chunk still arriving
+    time.sleep(0.7)
+    assert reap_once(service.store, later, service.enqueue).failed == {}
+    service.seal(job_id, 600, len(chunks))
+    assert not service.touch_upload(job_id), "a sealed upload has no heartbeat to refresh"
+
+
 def test_reading_a_job_fails_a_dead_upload_without_any_worker(
     service: JobService, chunks: list[Chunk], settings: Any, client: Any
 ) -> None:
