@@ -24,17 +24,19 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 bp.before_request(require_tenant)
 
 # Job ids are short tokens; anything else is answered 404 without touching Redis.
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-PASSTHROUGH_RE = re.compile(r"^[^\x00-\x1f]{1,128}$")
+JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PASSTHROUGH_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv"}
 DEFAULT_PAGE, MAX_PAGE = 20, 100
-PAGE_RE = re.compile(r"^[0-9]{1,3}$")  # ASCII digits only: str.isdigit() also accepts '²'
+PAGE_RE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() also accepts '²'
+# A cursor is what the job service hands out: "<created_us>:<job id>" (ASCII digits, fullmatch: no newline).
+CURSOR_RE = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,64}")
 
 
 def _job_id(job_id: str) -> str:
     """`job_id` if it looks like one, else 404 at once."""
-    if not JOB_ID_RE.match(job_id):
+    if not JOB_ID_RE.fullmatch(job_id):
         raise ApiError(404, "job_not_found", "job not found", {"job_id": job_id[:64]})
     return job_id
 
@@ -55,7 +57,7 @@ def _passthrough() -> str | None:
     name = request.args.get("id_column")
     if name is None:
         return None
-    if not PASSTHROUGH_RE.match(name):
+    if not PASSTHROUGH_RE.fullmatch(name):
         raise ApiError(400, "invalid_parameter", "id_column must be 1 to 128 printable characters", {"id_column": name})
     if name == "row" or name in services().scorer.output_columns:
         raise ApiError(
@@ -129,14 +131,22 @@ def submit_job() -> Response:
     return json_response(body, 202, {"Location": body["links"]["self"]})
 
 
+def _cursor() -> str | None:
+    """The `cursor` query parameter, refused unless it has the shape of a `next_cursor` the API handed out."""
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and not CURSOR_RE.fullmatch(cursor):
+        raise ApiError(400, "invalid_parameter", "cursor must be a next_cursor value from a previous page",
+                       {"cursor": cursor[:100]})
+    return cursor
+
+
 @bp.get("")
 def list_jobs() -> Response:
     """The caller's jobs, newest first, `limit` per page, continued with `cursor`."""
     raw_limit = request.args.get("limit", str(DEFAULT_PAGE))
-    if not PAGE_RE.match(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
+    if not PAGE_RE.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise ApiError(400, "invalid_parameter", f"limit must be an integer from 1 to {MAX_PAGE}", {"limit": raw_limit})
-    cursor = request.args.get("cursor") or None
-    items, next_cursor = services().jobs.list(g.tenant, int(raw_limit), cursor)
+    items, next_cursor = services().jobs.list(g.tenant, int(raw_limit), _cursor())
     return json_response({"items": [present(job) for job in items], "next_cursor": next_cursor})
 
 

@@ -16,6 +16,7 @@ READ_SIZE = 256 * 1024
 # Multipart part headers and the non-file fields before the file are small; more is hostile.
 MULTIPART_BUFFER_LIMIT = 1024 * 1024
 SUPPORTED_UPLOAD_TYPES = "text/csv, application/x-ndjson, application/json or multipart/form-data with a file part"
+UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
 
 
 def too_large(limit: int) -> ApiError:
@@ -81,6 +82,18 @@ def unsupported_media_type(got: str | None) -> ApiError:
         f"missing Content-Type: send {SUPPORTED_UPLOAD_TYPES}",
         {"content_type": got},
     )
+
+
+def check_charset(content_type: str | None) -> None:
+    """Refuse with 415 a declared charset other than UTF-8: bodies are read as UTF-8 (no charset means UTF-8)."""
+    charset = parse_options_header(content_type or "")[1].get("charset")
+    if charset is not None and charset.strip().lower() not in UTF8_CHARSETS:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"unsupported charset {charset!r}: bodies are read as UTF-8; send charset=utf-8 or no charset",
+            {"content_type": content_type, "charset": charset},
+        )
 
 
 class MultipartFileStream:
@@ -151,6 +164,7 @@ def open_upload(req: Request, limit: int) -> tuple[BinaryIO | MultipartFileStrea
         if not boundary:
             raise ApiError(400, "malformed", "multipart/form-data without a boundary parameter")
         part = MultipartFileStream(raw, boundary.encode("latin-1"))
+        check_charset(part.content_type)
         fmt = part.upload_format()
         if fmt is None:
             raise unsupported_media_type(part.content_type or part.filename or None)
@@ -158,4 +172,5 @@ def open_upload(req: Request, limit: int) -> tuple[BinaryIO | MultipartFileStrea
     fmt = media_type_format(content_type)
     if fmt is None:
         raise unsupported_media_type(content_type)
+    check_charset(content_type)
     return raw, fmt

@@ -292,3 +292,71 @@ def test_cancel_during_upload_stops_reading_with_409(app, client, make_rows, fak
     assert response.status_code == 409
     error = response.get_json()["error"]
     assert (error["code"], error["details"]["job"]["state"]) == ("job_closed", "cancelled")
+
+
+@pytest.mark.parametrize("cursor", ["²:x", "1²:abc", "x", "12", ":abc", "12:", "12:a b", "12:abc\n", "1" * 21 + ":abc"])
+def test_a_cursor_not_handed_out_by_the_api_is_400_naming_it(client, cursor):
+    response = client.get("/v1/jobs", query_string={"cursor": cursor}, headers=KEY_A)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert (error["code"], error["details"]) == ("invalid_parameter", {"cursor": cursor})
+
+
+def test_a_well_formed_unknown_cursor_is_an_empty_page(client):
+    response = client.get("/v1/jobs?cursor=1:zzz", headers=KEY_A)
+    assert response.status_code == 200
+    assert response.get_json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_id_column_absent_from_the_header_or_first_record_is_refused(client, make_rows, fmt):
+    rows = make_rows(3)
+    body = {"csv": to_csv, "ndjson": to_ndjson, "json": orjson.dumps}[fmt](rows)
+    ctype = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}[fmt]
+    response = submit(client, body, ctype, query="?id_column=zz")
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert (error["code"], error["details"]["missing"]) == ("missing_columns", ["zz"])
+    assert "zz" in error["message"]
+    assert client.get("/v1/jobs", headers=KEY_A).get_json()["items"] == []  # no job was created
+
+
+def test_id_column_absent_from_later_records_is_null(client, make_rows, score_queued):
+    rows = make_rows(3)
+    del rows[2]["cid"]
+    job = submit(client, to_ndjson(rows), "application/x-ndjson", query="?id_column=cid").get_json()
+    score_queued()
+    results = client.get(job["links"]["results"], headers=KEY_A).get_json()
+    assert [r["cid"] for r in results] == ["c0", "c1", None]
+
+
+def test_large_integer_ids_come_back_exact(client, make_rows, score_queued):
+    rows = [{**row, "cid": 9007199254740993 + i} for i, row in enumerate(make_rows(2))]
+    job = submit(client, to_ndjson(rows), "application/x-ndjson", query="?id_column=cid").get_json()
+    score_queued()
+    raw = client.get(job["links"]["results"] + "?format=ndjson", headers=KEY_A).data
+    assert [orjson.loads(line)["cid"] for line in raw.splitlines()] == [9007199254740993, 9007199254740994]
+    assert b'"cid":9007199254740993,' in raw
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "ISO-8859-1", "utf-16", "windows-1252"])
+def test_a_declared_charset_other_than_utf8_is_415_naming_it(client, make_rows, charset):
+    response = submit(client, to_csv(make_rows(1)), f"text/csv; charset={charset}")
+    assert response.status_code == 415
+    error = response.get_json()["error"]
+    assert (error["code"], error["details"]["charset"]) == ("unsupported_media_type", charset)
+    assert charset in error["message"]
+
+
+@pytest.mark.parametrize(
+    "ctype", ["text/csv", "text/csv; charset=utf-8", "text/csv; charset=UTF8", 'text/csv;charset="Utf-8"']
+)
+def test_utf8_or_no_charset_is_accepted(client, make_rows, ctype):
+    assert submit(client, to_csv(make_rows(1)), ctype).status_code == 202
+
+
+def test_a_multipart_file_part_with_another_charset_is_415(client, make_rows):
+    body, ctype = multipart_body(to_csv(make_rows(1)), "rows.csv", "text/csv; charset=latin1")
+    response = submit(client, body, ctype)
+    assert response.status_code == 415
+    assert response.get_json()["error"]["details"]["charset"] == "latin1"
