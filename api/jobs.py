@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import chain
 from typing import Any
 
 from flask import Blueprint, Response, g, request, stream_with_context, url_for
 
 from api.errors import ApiError, read_error_to_api
+from api.heartbeat import HeartbeatStream
 from api.limits import check_backpressure
 from api.metrics import api_metrics
 from api.responses import json_response
@@ -109,10 +111,12 @@ def submit_job() -> Response:
     check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows)
     passthrough = _passthrough()
     stream, fmt = open_upload(request, svc.settings.max_upload_bytes)
+    stream = HeartbeatStream(stream)
     chunks = _read_chunks(stream, fmt, passthrough)
     scorer = svc.scorer
     job = svc.jobs.create(g.tenant, fmt=fmt, passthrough=passthrough,
                           model={"version": scorer.version, "sha256": scorer.sha256})
+    stream.beat = partial(svc.jobs.touch_upload, job["id"])
     try:
         rows_total, chunks_total = _stage_upload(job["id"], chunks)
         svc.jobs.seal(job["id"], rows_total, chunks_total)
