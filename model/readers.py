@@ -47,6 +47,7 @@ _FIELD_EDGE = np.array([ord(","), _LF, _CR, _QUOTE], dtype=np.uint8)  # bytes ne
 _CSV_EVENT = re.compile(rb'"|[\r\n]')
 _SAMPLE = 64  # cells tried before casting a whole CSV column to numbers
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MAX_INT_DIGITS = 4000  # under Python's default int <-> text limit (4300), which json.loads would raise past
 _LINE_END = re.compile(rb"\r\n?|\n")  # the line endings pyarrow accepts
 _CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "-nan", "null", "NULL"]
 
@@ -655,7 +656,7 @@ def _parse_record(text: bytes) -> tuple[dict | None, str | None]:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        value = _loads_python(text)
+        value = loads_lenient(text)
         if value is None:
             return None, f"not valid JSON: {exc.msg}"
     if type(value) is not dict:
@@ -663,14 +664,20 @@ def _parse_record(text: bytes) -> tuple[dict | None, str | None]:
     return value, None
 
 
-def _loads_python(text: bytes) -> Any:
-    """Python's parser for text orjson rejects: it also reads NaN, Infinity and 1e400 (None if it fails too)."""
+def loads_lenient(text: bytes) -> Any:
+    """Python's parser for text orjson rejects: it also reads NaN, Infinity, 1e400 and integer literals of any
+    length (None if it fails too)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_parse_int)
         json.dumps(value, ensure_ascii=False).encode()  # rejects lone surrogates (`"\\ud800"`), as orjson does
     except (ValueError, RecursionError):
         return None
     return value
+
+
+def _parse_int(text: str) -> int | float:
+    """An integer literal; past Python's int-to-text digit limit it is far past float64: infinity, a row error."""
+    return int(text) if len(text) <= _MAX_INT_DIGITS else float(text)
 
 
 def _check_keys(record: dict, required: list[str]) -> None:
@@ -846,7 +853,7 @@ class _JsonArray:
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            value = _loads_python(text)
+            value = loads_lenient(text)
             if value is None:
                 raise self._malformed(exc.pos - (0 if whole else 1), str(exc.msg)) from None
         return value

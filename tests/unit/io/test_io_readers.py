@@ -444,10 +444,15 @@ def test_format_from_unknown_path() -> None:
     assert info.value.code == "unsupported_format"
 
 
-def test_integer_beyond_float_range_is_a_row_error() -> None:
-    chunks = read(b'{"a":1' + b"0" * 400 + b',"b":"x"}\n{"a":2,"b":"y"}\n', "ndjson")
-    assert errors_of(chunks) == [RowError(0, "a", "not a finite number")]
-    assert [r["row"] for r in rows_of(chunks)] == [1]
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+@pytest.mark.parametrize("digits", [400, 5000])  # 5000: past Python's own int <-> text digit limit
+def test_integer_beyond_float_range_is_a_row_error(fmt: str, digits: int) -> None:
+    body = b'{"a":1,"b":"w"}\n{"a":-1' + b"0" * digits + b',"b":"x"}\n{"a":2,"b":"y"}\n'
+    if fmt == "json":
+        body = b"[" + body.strip().replace(b"\n", b",") + b"]"
+    chunks = read(body, fmt)
+    assert errors_of(chunks) == [RowError(1, "a", "not a finite number")]
+    assert [r["row"] for r in rows_of(chunks)] == [0, 2]
 
 
 def test_csv_header_then_blank_lines_is_empty() -> None:
