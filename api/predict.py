@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -14,14 +13,17 @@ from api.errors import ApiError
 from api.metrics import api_metrics
 from api.responses import JSON_OPTIONS
 from api.services import require_tenant, services
-from api.uploads import read_body
+from api.uploads import check_charset, read_body
+from model.readers import loads_lenient
 
 bp = Blueprint("predict", __name__)
 bp.before_request(require_tenant)
 
 # Generous per-row byte budget for the synchronous body (a 100-column row is about 2-3 KB of JSON).
 PREDICT_BYTES_PER_ROW = 8 * 1024
-NONFINITE = re.compile(rb"NaN|Infinity|[0-9][eE][+]?[0-9]{3}")
+# What orjson refuses and Python's parser reads: NaN/Infinity literals, big exponents, and integer literals too
+# long for a float64 (309+ digits); any such value is a row error of its own row, never a malformed body.
+NONFINITE = re.compile(rb"NaN|Infinity|[0-9][eE][+]?[0-9]{3}|[0-9]{309}")
 
 
 def _is_json(mimetype: str) -> bool:
@@ -31,15 +33,7 @@ def _is_json(mimetype: str) -> bool:
 def _loads_nonfinite(body: bytes) -> Any:
     """Python's parser for bodies orjson refuses only for NaN / Infinity literals or numbers past float64
     (as job uploads read them: NaN is missing, the others become row errors), else None."""
-    if not NONFINITE.search(body):
-        return None
-    try:
-        parsed = json.loads(body)
-        # Python accepts lone surrogate escapes ("\ud800"), which no UTF-8 consumer downstream can take.
-        orjson.dumps(parsed)
-    except (ValueError, RecursionError, TypeError):
-        return None
-    return parsed
+    return loads_lenient(body) if NONFINITE.search(body) else None
 
 
 def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
@@ -85,7 +79,8 @@ def check_columns(records: list[Any], required: tuple[str, ...]) -> None:
 
 
 def _row_error(row: int, column: str | None, message: str) -> dict[str, Any]:
-    return {"error": {"code": "invalid_row", "row": row, "column": column, "message": message}}
+    """An in-band row error in the API's one error shape, so clients parse every error the same way."""
+    return {"error": {"code": "invalid_row", "message": message, "details": {"row": row, "column": column}}}
 
 
 def score_with_errors(records: list[Any]) -> list[dict[str, Any]]:
@@ -115,6 +110,7 @@ def predict() -> Response:
             f"/predict reads application/json, got {got!r}" if got else "missing Content-Type: send application/json",
             {"content_type": got},
         )
+    check_charset(request.headers.get("Content-Type"))
     started = time.perf_counter()
     max_rows = services().settings.max_sync_rows
     records, single = parse_predict_body(read_body(request, max_rows * PREDICT_BYTES_PER_ROW), max_rows)
@@ -127,6 +123,6 @@ def predict() -> Response:
         first = results[0]
         if "error" in first and len(first) == 1:
             err = first["error"]
-            raise ApiError(400, "invalid_row", err["message"], {"row": 0, "column": err["column"]})
+            raise ApiError(400, "invalid_row", err["message"], err["details"])
         return Response(orjson.dumps(first, option=JSON_OPTIONS), mimetype="application/json")
     return Response(orjson.dumps(results, option=JSON_OPTIONS), mimetype="application/json")

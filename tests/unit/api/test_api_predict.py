@@ -37,10 +37,11 @@ def test_bad_element_is_answered_in_place_and_others_score(client: FlaskClient, 
     rows = [good_row, {**good_row, "x5": "someday"}, 17, good_row]
     body = post(client, rows).get_json()
     assert "phat" in body[0] and "phat" in body[3]
+    assert set(body[1]) == {"error"} and set(body[1]["error"]) == {"code", "message", "details"}
     assert body[1]["error"]["code"] == "invalid_row"
-    assert body[1]["error"]["row"] == 1
-    assert body[1]["error"]["column"] == "x5"
-    assert body[2]["error"]["row"] == 2
+    assert body[1]["error"]["details"] == {"row": 1, "column": "x5"}
+    assert "someday" in body[1]["error"]["message"]
+    assert body[2]["error"]["details"] == {"row": 2, "column": None}
 
 
 def test_single_bad_row_is_400_naming_the_column(client: FlaskClient, good_row) -> None:
@@ -116,7 +117,8 @@ def test_nonfinite_literals_are_read_as_job_uploads_read_them(client: FlaskClien
     body = b"[" + b",".join(row + extra + b"}" for extra in extras) + b"]"
     answered = post(client, body).get_json()
     assert "phat" in answered[0]  # NaN is a missing value
-    assert [answered[1]["error"]["column"], answered[2]["error"]["column"]] == ["x44", "x44"]
+    details = [answered[i]["error"]["details"] for i in (1, 2)]
+    assert details == [{"row": 1, "column": "x44"}, {"row": 2, "column": "x44"}]
     single = post(client, row + b', "x44": Infinity}')
     assert single.status_code == 400
     assert single.get_json()["error"]["details"]["column"] == "x44"
@@ -137,3 +139,38 @@ def test_first_record_must_carry_the_required_columns(client: FlaskClient, good_
     assert error["details"]["missing"] == ["x31", "x44", "x53", "x56", "x58", "x62", "x81", "x91"]
     assert post(client, [good_row, {"x5": "friday"}]).status_code == 200  # later rows: absent keys are missing
     assert post(client, {**good_row, "x44": None}).status_code == 200
+
+
+@pytest.mark.parametrize("digits", [309, 400, 5000])
+def test_a_huge_integer_literal_is_a_row_error_of_its_row_only(client: FlaskClient, good_row, digits: int) -> None:
+    row = orjson.dumps(good_row)[:-1]
+    body = b"[" + row + b"}," + row + b', "x44": ' + b"9" * digits + b"}," + row + b"}]"
+    response = post(client, body)
+    assert response.status_code == 200
+    answered = response.get_json()
+    assert "phat" in answered[0] and "phat" in answered[2]
+    assert answered[1]["error"]["code"] == "invalid_row"
+    assert answered[1]["error"]["details"] == {"row": 1, "column": "x44"}
+    single = post(client, row + b', "x44": -' + b"9" * digits + b"}")
+    assert single.status_code == 400
+    assert single.get_json()["error"]["details"] == {"row": 0, "column": "x44"}
+
+
+def test_a_malformed_body_with_a_huge_integer_is_still_malformed(client: FlaskClient, good_row) -> None:
+    response = post(client, b'[{"x44": ' + b"9" * 400 + b",}]")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "malformed"
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "iso-8859-1", "UTF-16"])
+def test_a_declared_charset_other_than_utf8_is_415_naming_it(client: FlaskClient, good_row, charset: str) -> None:
+    response = post(client, good_row, content_type=f"application/json; charset={charset}")
+    assert response.status_code == 415
+    error = response.get_json()["error"]
+    assert (error["code"], error["details"]["charset"]) == ("unsupported_media_type", charset)
+    assert charset in error["message"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/json; charset=UTF8"])
+def test_utf8_charset_is_accepted(client: FlaskClient, good_row, content_type: str) -> None:
+    assert post(client, good_row, content_type=content_type).status_code == 200
