@@ -1,9 +1,12 @@
 """The one Celery app: `celery -A worker.celery_app worker -Q <PREDICTQ_QUEUE> --pool prefork`.
 
-Configured from `Settings.from_env()` when imported; creating the app opens no connection.
+The module-level `app` reads `Settings.from_env()` lazily, when its configuration is first used (so importing
+this module reads nothing); creating the app opens no connection.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import Celery
 
@@ -12,10 +15,10 @@ from predictq.settings import Settings
 SCORE_CHUNK = "predictq.score_chunk"
 
 
-def create_app(settings: Settings) -> Celery:
-    """A Celery app for `settings`: Redis broker, late acks, one message in hand per process, no result backend."""
-    app = Celery("predictq", broker=settings.redis_url, include=["worker.tasks"])
-    app.conf.update(
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for `settings`: Redis broker, late acks, one message in hand per process, no results."""
+    return dict(
+        broker_url=settings.redis_url,
         task_acks_late=True,  # a task is acknowledged after it ran, so a crash hands the chunk to another worker
         task_reject_on_worker_lost=True,  # a killed pool process requeues its message instead of acking it
         worker_prefetch_multiplier=1,
@@ -34,7 +37,16 @@ def create_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=False,
     )
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """The Celery app for `settings`; None reads the environment when the configuration is first needed."""
+    app = Celery("predictq", include=["worker.tasks"])
+    if settings is None:
+        app.add_defaults(lambda: celery_config(Settings.from_env()))
+    else:
+        app.conf.update(celery_config(settings))
     return app
 
 
-app = create_app(Settings.from_env())
+app = create_app()

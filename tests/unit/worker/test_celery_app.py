@@ -42,3 +42,17 @@ def test_enqueue_sends_ids_to_the_configured_queue() -> None:
 
     enqueue_for(Recorder(), "q9")("job-1", 4)
     assert sent == [(SCORE_CHUNK, ("job-1", 4), "q9")]
+
+
+def test_the_module_app_reads_the_environment_only_when_configured(monkeypatch: Any) -> None:
+    import pytest
+
+    from predictq.settings import SettingsError
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/7")
+    app = create_app()  # nothing read yet: a bad variable would only fail when the worker starts
+    monkeypatch.setenv("PREDICTQ_CHUNK_ROWS", "many")
+    with pytest.raises(SettingsError, match="PREDICTQ_CHUNK_ROWS"):
+        _ = app.conf.broker_url
+    monkeypatch.delenv("PREDICTQ_CHUNK_ROWS")
+    assert create_app().conf.broker_url == "redis://127.0.0.1:1/7"
