@@ -18,6 +18,7 @@ from api.metrics import api_metrics
 from api.responses import json_response
 from api.services import require_tenant, services
 from api.uploads import open_upload
+from model.memory import release_free_heap
 from model.readers import Chunk, ReadError, iter_chunks
 from model.writers import iter_encoded
 
@@ -112,6 +113,9 @@ def submit_job() -> Response:
     passthrough = _passthrough()
     stream, fmt = open_upload(request, svc.settings.max_upload_bytes)
     stream = HeartbeatStream(stream)
+    # The C heap left free by earlier /predict bodies (tens of MB, kept warm for the next one) goes back to
+    # the system first, so that a long upload's resident size is its own working set.
+    release_free_heap()
     chunks = _read_chunks(stream, fmt, passthrough)
     scorer = svc.scorer
     job = svc.jobs.create(g.tenant, fmt=fmt, passthrough=passthrough,

@@ -324,39 +324,52 @@ class Sizes:
     repeat: int
 
 
-def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float) -> dict[str, JobRun]:
+def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float | None, sections: str) -> JobRun | None:
     """(2), (3), (4) against one stack with 2 workers; returns the big job's run for (5)."""
     big, small = folder / f"synth_{sizes.rows}.csv", folder / f"synth_{sizes.small_rows}.csv"
     one_row = orjson.dumps(orjson.loads(synth(1, folder / "synth_1.json").read_bytes())[0])
     body = synth(PREDICT_BATCH, folder / f"synth_{PREDICT_BATCH}.json").read_bytes()
     row_bytes = big.stat().st_size / sizes.rows
     upload_rows = max(sizes.rows, math.ceil(sizes.upload_bytes / row_bytes))
-    upload = synth(upload_rows, folder / f"synth_{upload_rows}.csv")
+    upload = synth(upload_rows, folder / f"synth_{upload_rows}.csv") if "4" in sections else big
     with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(2, Path(logs), STACK_ENV) as stack:
         require_loopback(stack.url)
         client = Client(stack.url, stack.key, timeout=600)
-        small_run = measure_job(client, stack, small, folder)
-        job_row(table, sizes.small_rows, small_run.run, None)
-        big_run = measure_job(client, stack, big, folder)
-        job_row(table, sizes.rows, big_run.run, score)
-        growth = (big_run.run.total / sizes.rows) / (small_run.run.total / sizes.small_rows)
-        table.add(Row("2", f"cost per row, {sizes.rows:,} vs {sizes.small_rows:,} rows", f"{growth:.2f}x"))
-        predict_rows(table, stack, body, one_row, 1000 if sizes.rows >= 1_000_000 else 400)
-        upload_run = big_run if upload == big else measure_job(client, stack, upload, folder)
-        size = upload.stat().st_size
-        table.add(Row("4", f"API peak RSS, {size / 1e9:.2f} GB upload ({upload_rows:,} rows)",
-                      f"{upload_run.api_mib:.0f} MiB", "", "", "<= 300 MB",
-                      verdict(upload_run.api_mib * 2**20 <= 300e6)))
-        flat = big_run.worker_mib / small_run.worker_mib
-        table.add(Row("4", "worker peak RSS (per process)", f"{big_run.worker_mib:.0f} MiB at {sizes.rows:,} rows",
-                      f"{small_run.worker_mib:.0f} MiB at {sizes.small_rows:,} rows", f"{flat:.2f}", "flat",
-                      verdict(flat <= 1.1)))
-        staged = staged_bytes_per_row(stack, small)
-        table.add(Row("4", "Redis bytes per staged input row", f"{staged:.0f} B", "", "", "<= 120 B",
-                      verdict(staged <= 120)))
-        stored = result_bytes_per_row(stack, big_run.run.job["id"], sizes.rows)
-        table.add(Row("4", "Redis bytes per stored result row", f"{stored:.0f} B"))
-    return {"2": big_run.run}
+        big_run = small_run = None
+        if "2" in sections or "4" in sections or "5" in sections:
+            small_run = measure_job(client, stack, small, folder)
+            job_row(table, sizes.small_rows, small_run.run, None)
+            big_run = measure_job(client, stack, big, folder)
+            job_row(table, sizes.rows, big_run.run, score)
+            growth = (big_run.run.total / sizes.rows) / (small_run.run.total / sizes.small_rows)
+            table.add(Row("2", f"cost per row, {sizes.rows:,} vs {sizes.small_rows:,} rows", f"{growth:.2f}x"))
+        if "3" in sections:
+            predict_rows(table, stack, body, one_row, 1000 if sizes.rows >= 1_000_000 else 400)
+        if "4" in sections and big_run is not None and small_run is not None:
+            memory_rows(table, stack, (small_run, big_run), upload, sizes, folder)
+    return big_run.run if big_run is not None else None
+
+
+def memory_rows(
+    table: Table, stack: RunningStack, runs: tuple[MeasuredJob, MeasuredJob], upload: Path, sizes: Sizes, folder: Path
+) -> None:
+    """(4) API RSS over a big upload, worker RSS by job size, Redis bytes per staged and per result row."""
+    small_run, big_run = runs
+    client = Client(stack.url, stack.key, timeout=600)
+    same_file = upload == folder / f"synth_{sizes.rows}.csv"
+    upload_run = big_run if same_file else measure_job(client, stack, upload, folder)
+    size = upload.stat().st_size
+    table.add(Row("4", f"API peak RSS, {size / 1e9:.2f} GB upload", f"{upload_run.api_mib:.0f} MiB", "", "",
+                  "<= 300 MB", verdict(upload_run.api_mib * 2**20 <= 300e6)))
+    flat = big_run.worker_mib / small_run.worker_mib
+    table.add(Row("4", "worker peak RSS (per process)", f"{big_run.worker_mib:.0f} MiB at {sizes.rows:,} rows",
+                  f"{small_run.worker_mib:.0f} MiB at {sizes.small_rows:,} rows", f"{flat:.2f}", "flat",
+                  verdict(flat <= 1.1)))
+    staged = staged_bytes_per_row(stack, folder / f"synth_{sizes.small_rows}.csv")
+    table.add(Row("4", "Redis bytes per staged input row", f"{staged:.0f} B", "", "", "<= 120 B",
+                  verdict(staged <= 120)))
+    stored = result_bytes_per_row(stack, big_run.run.job["id"], sizes.rows)
+    table.add(Row("4", "Redis bytes per stored result row", f"{stored:.0f} B"))
 
 
 @dataclass(frozen=True)
@@ -414,7 +427,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2, help="Runs of each (1) command; the best counts.")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/predictq-bench"), help="Data files (kept).")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
-    parser.add_argument("--skip-scale", action="store_true", help="Leave out (5), the stack restarts.")
+    parser.add_argument("--only", default="12345", help="Sections to run, e.g. 3 or 24 (default all: 12345).")
     return parser.parse_args(argv)
 
 
@@ -432,10 +445,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bench: {machine()}", flush=True)
     big = synth(sizes.rows, args.dir / f"synth_{sizes.rows}.csv")
     synth(sizes.small_rows, args.dir / f"synth_{sizes.small_rows}.csv")
-    score = in_process_limit(table, big, sizes.rows, args.dir, sizes.repeat)
-    runs = stack_rows(table, sizes, args.dir, score)
-    if not args.skip_scale:
-        scale_out(table, sizes, args.dir, runs["2"])
+    score = in_process_limit(table, big, sizes.rows, args.dir, sizes.repeat) if "1" in args.only else None
+    two = stack_rows(table, sizes, args.dir, score, args.only)
+    if "5" in args.only and two is not None:
+        scale_out(table, sizes, args.dir, two)
     seconds = time.perf_counter() - started
     command = "python bench/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_results(args.out, table, command.strip(), seconds)

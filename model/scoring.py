@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +60,9 @@ class ScoreResult:
         columns = self._columns()
         if include_row:
             columns = dict(sorted({ROW_COLUMN: self.rows, **columns}.items()))
-        keys = list(columns)
-        matrix = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()]).tolist()
-        records = [dict(zip(keys, values, strict=True)) for values in matrix]
-        # ints where the value is an int: two columns, set by column rather than per value.
-        int_keys = [k for k in (OUTCOME, ROW_COLUMN) if k in columns]
-        for key, values in ((k, columns[k].tolist()) for k in int_keys):
-            for record, value in zip(records, values, strict=True):
-                record[key] = value
-        return records
+        # One list per column (ints stay ints), then one C-level dict(zip(...)) per row: no Python loop body.
+        values = [np.ascontiguousarray(column).tolist() for column in columns.values()]
+        return list(map(dict, map(zip, repeat(list(columns)), zip(*values, strict=True))))
 
 
 class Scorer:
@@ -118,12 +114,13 @@ class Scorer:
 
     def score_records(self, records: Sequence[Any]) -> ScoreResult:
         """Score JSON-like records; a record that is not an object is a row error, absent keys are missing."""
+        if set(map(type, records)) <= {dict}:  # the usual batch: plain JSON objects (a C-level pass over types)
+            return self._score(_columns_of(records, self.required_columns), np.arange(len(records)), [])
         is_object = np.fromiter((isinstance(r, Mapping) for r in records), dtype=bool, count=len(records))
         positions = np.flatnonzero(is_object)
         errors = [RowError(int(i), None, "record is not an object") for i in np.flatnonzero(~is_object)]
-        usable = records if len(positions) == len(records) else [records[i] for i in positions]
-        columns = {c: [r.get(c) for r in usable] for c in self.required_columns}
-        return self._score(columns, positions.astype(np.int64), errors)
+        usable = [records[i] for i in positions]
+        return self._score(_columns_of(usable, self.required_columns), positions.astype(np.int64), errors)
 
     def _score(self, frame: Frame, rows: np.ndarray, errors: list[RowError]) -> ScoreResult:
         """Clean, transform the valid rows, apply the GLM and the cutoff."""
@@ -148,6 +145,14 @@ class Scorer:
             feature_names=self.feature_names,
             errors=all_errors,
         )
+
+
+def _columns_of(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """One list per column of the records' values, None where a record lacks the key."""
+    try:
+        return {name: list(map(itemgetter(name), records)) for name in names}  # C-level lookups, no loop body
+    except KeyError:
+        return {name: [record.get(name) for record in records] for name in names}
 
 
 def load_scorer(path: str | Path | None = None) -> Scorer:

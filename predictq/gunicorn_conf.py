@@ -57,6 +57,13 @@ def on_starting(server: Any) -> None:
     os.environ[_METRICS_DIR_ENV] = _owned_metrics_dir
 
 
+def post_worker_init(worker: Any) -> None:
+    """Each API worker gives freed Arrow memory back: an upload parses thousands of short-lived buffers."""
+    from model.memory import use_returning_arrow_pool
+
+    use_returning_arrow_pool()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the multiprocess metrics."""
     from prometheus_client import multiprocess

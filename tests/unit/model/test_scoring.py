@@ -81,6 +81,19 @@ def test_absent_keys_are_missing_and_extra_keys_ignored(scorer: Scorer, record: 
     assert out["x31_asia"] == out["x31_germany"] == out["x31_japan"] == 0.0
 
 
+def test_batch_with_a_sparse_record_scores_each_row_as_alone(scorer: Scorer, record: dict[str, Any]) -> None:
+    sparse = {k: v for k, v in record.items() if k != "x44"}
+    batch = scorer.score_records([record, sparse, dict(record, x44=-1.5)]).to_records()
+    alone = [scorer.score_records([r]).to_records()[0] for r in (record, sparse, dict(record, x44=-1.5))]
+    assert batch == alone and batch[1]["x44"] != batch[0]["x44"]
+
+
+def test_records_are_plain_ints_and_floats(scorer: Scorer, record: dict[str, Any]) -> None:
+    out = scorer.score_records([record, record]).to_records(include_row=True)
+    assert [type(r["row"]) for r in out] == [int, int] and out[1]["row"] == 1
+    assert type(out[0]["business_outcome"]) is int and type(out[0]["phat"]) is float and list(out[0]) == sorted(out[0])
+
+
 def test_frame_inputs_agree(scorer: Scorer, record: dict[str, Any]) -> None:
     records = [record, dict(record, x12="($5,032.58)", x44="0.3", x5=" Sunday"), dict(record, x62=None)]
     by_records = scorer.score_records(records)
