@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.jobs import CURSOR_RE
 from model.schema import REQUIRED_COLUMNS
 from predictq import __version__
 from predictq.settings import Settings
@@ -30,6 +31,12 @@ AUTH_ERRORS = {
     "503": _error("No API keys configured, model or job store unavailable, or too much queued work", RETRY_AFTER),
 }
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
+# The required-columns rule, the same for /predict and every job upload format.
+SCHEMA_RULE = (
+    "The CSV header, or the first JSON/NDJSON record (for /predict: the first object), is the schema check: it must "
+    f"name every required column ({' '.join(REQUIRED_COLUMNS)}), else 400 missing_columns naming the absent ones. "
+    "After it, a key absent from a record is a missing value (mean-imputed), as null or \"\" are."
+)
 FORMAT = {
     "name": "format", "in": "query", "required": False,
     "description": "Download format; when absent the Accept header decides, else JSON.",
@@ -42,8 +49,9 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "type": "object",
         "description": "One input row: the exercise's raw columns x0..x99. The model reads "
         f"{', '.join(REQUIRED_COLUMNS)}; other keys are accepted and ignored. Values are numbers, numeric text "
-        "('$1,234.50', '62.5%', '1e3') or, for x5/x31/x81, a known level; null or an absent key is missing. A row "
-        "whose values cannot be used is a row error naming the column, never a failure of the whole request.",
+        "('$1,234.50', '62.5%', '1e3') or, for x5/x31/x81, a known level; null is missing. A row whose values "
+        "cannot be used (an unknown level, Infinity, a number past float64) is a row error naming the column, never "
+        f"a failure of the whole request. {SCHEMA_RULE}",
         "properties": {c: {"description": "number, numeric text, level, or null"} for c in REQUIRED_COLUMNS},
         "required": list(REQUIRED_COLUMNS),
         "additionalProperties": True,
@@ -57,16 +65,22 @@ def _schemas(settings: Settings) -> dict[str, Any]:
     }
     row_error = {
         "type": "object",
+        "description": "An element of a /predict array that could not be scored, answered in place in the one "
+        "error shape: details.row is its 0-based index in the array, details.column the column at fault (null "
+        "when the element is not an object).",
         "required": ["error"],
         "properties": {
             "error": {
                 "type": "object",
-                "required": ["code", "row", "column", "message"],
+                "required": ["code", "message", "details"],
                 "properties": {
                     "code": {"const": "invalid_row"},
-                    "row": {"type": "integer"},
-                    "column": {"type": ["string", "null"]},
                     "message": {"type": "string"},
+                    "details": {
+                        "type": "object",
+                        "required": ["row", "column"],
+                        "properties": {"row": {"type": "integer"}, "column": {"type": ["string", "null"]}},
+                    },
                 },
             }
         },
@@ -145,8 +159,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "type": "array",
             "minItems": 1,
             "maxItems": settings.max_sync_rows,
-            "description": "Records; the first must carry every required column (400 otherwise, as for jobs). "
-            "A later element that is not a usable Record is answered in place with a RowError.",
+            "description": f"Records. {SCHEMA_RULE} An element that is not a usable Record is answered in place "
+            "with a RowError.",
             "items": {},
         },
     }
@@ -159,8 +173,8 @@ def _predict(settings: Settings) -> dict[str, Any]:
             "summary": f"Score one row or up to {settings.max_sync_rows} rows inline",
             "description": "One object is answered with one object (400 if that row is invalid). An array is "
             "answered with an array in input order; an invalid element is answered in place with "
-            '{"error": {"code": "invalid_row", "row", "column", "message"}} while the others score. '
-            f"More than {settings.max_sync_rows} rows: 413, use POST /v1/jobs.",
+            '{"error": {"code": "invalid_row", "message", "details": {"row", "column"}}} while the others score. '
+            f"{SCHEMA_RULE} More than {settings.max_sync_rows} rows: 413, use POST /v1/jobs.",
             "security": [{"bearer": []}, {"apiKey": []}],
             "requestBody": {
                 "required": True,
@@ -174,9 +188,10 @@ def _predict(settings: Settings) -> dict[str, Any]:
                         {"type": "array", "items": {"anyOf": [_ref("RowError"), _ref("Prediction")]}},
                     ]}}},
                 },
-                "400": _error("Malformed JSON (with line and column), empty body, or the single row is invalid"),
+                "400": _error("Malformed JSON (with line and column), empty body, missing required columns in the "
+                              "first object, or the single row is invalid"),
                 "413": _error("Too many rows or too many bytes for the synchronous call"),
-                "415": _error("Content-Type is not application/json"),
+                "415": _error("Content-Type is not application/json, or declares a charset other than UTF-8"),
                 **AUTH_ERRORS,
             },
         }
@@ -197,13 +212,16 @@ def _jobs(settings: Settings) -> dict[str, Any]:
         "post": {
             "operationId": "submitJob",
             "summary": "Submit a batch (CSV, NDJSON, JSON array, or a multipart file), streamed as it uploads",
-            "description": f"Bodies up to {settings.max_upload_bytes} bytes. A header or first record without the "
-            "required columns is refused at once (400, naming them).",
+            "description": f"Bodies up to {settings.max_upload_bytes} bytes, UTF-8 (a declared charset other than "
+            f"UTF-8 is 415). {SCHEMA_RULE} The id_column, when given, must be named there too. Such a body is "
+            "refused before any job exists.",
             "security": [{"bearer": []}, {"apiKey": []}],
             "parameters": [{
                 "name": "id_column", "in": "query", "required": False,
                 "description": "A client column carried through to every result row, for joining back "
-                "(not `row` nor the name of a result column).",
+                "(not `row` nor the name of a result column). The CSV header or first record must name it (400 "
+                "missing_columns otherwise). Per chunk of rows it comes back as an integer when every id of the "
+                "chunk is an integer within 64 bits, else as its exact text; never as a float.",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128},
             }],
             "requestBody": {"required": True, "content": upload_content},
@@ -213,10 +231,11 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                     "headers": {"Location": {"schema": {"type": "string"}}},
                     **job_response,
                 },
-                "400": _error("Malformed body (with line and column) or missing required columns"),
+                "400": _error("Malformed body (with line and column), missing required or id_column columns, or an "
+                              "invalid id_column"),
                 "409": _error("The job was cancelled or failed while its upload was still arriving"),
                 "413": _error("Body larger than the upload limit (refused as soon as the limit is passed)"),
-                "415": _error("Unsupported Content-Type"),
+                "415": _error("Unsupported Content-Type, or a charset other than UTF-8"),
                 **AUTH_ERRORS,
             },
         },
@@ -227,7 +246,9 @@ def _jobs(settings: Settings) -> dict[str, Any]:
             "parameters": [
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
-                {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "cursor", "in": "query", "required": False,
+                 "description": "The next_cursor of the previous page, as given (anything else: 400).",
+                 "schema": {"type": "string", "pattern": f"^{CURSOR_RE.pattern}$"}},
             ],
             "responses": {
                 "200": {"description": "A page of jobs", "content": {JSON: {"schema": _ref("JobPage")}}},

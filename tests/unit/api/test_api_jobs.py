@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 
 import orjson
@@ -300,6 +301,16 @@ def test_a_cursor_not_handed_out_by_the_api_is_400_naming_it(client, cursor):
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert (error["code"], error["details"]) == ("invalid_parameter", {"cursor": cursor})
+
+
+def test_the_cursors_handed_out_match_the_documented_pattern(client, make_rows):
+    for _ in range(2):
+        submit(client, to_csv(make_rows(1)), "text/csv")
+    cursor = client.get("/v1/jobs?limit=1", headers=KEY_A).get_json()["next_cursor"]
+    listing = client.get("/openapi.json").get_json()["paths"]["/v1/jobs"]["get"]
+    pattern = next(p["schema"]["pattern"] for p in listing["parameters"] if p["name"] == "cursor")
+    assert re.fullmatch(pattern.strip("^$"), cursor)
+    assert client.get("/v1/jobs", query_string={"cursor": cursor}, headers=KEY_A).status_code == 200
 
 
 def test_a_well_formed_unknown_cursor_is_an_empty_page(client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import orjson
 import pytest
 from flask.testing import FlaskClient
@@ -174,3 +175,12 @@ def test_a_declared_charset_other_than_utf8_is_415_naming_it(client: FlaskClient
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/json; charset=UTF8"])
 def test_utf8_charset_is_accepted(client: FlaskClient, good_row, content_type: str) -> None:
     assert post(client, good_row, content_type=content_type).status_code == 200
+
+
+def test_in_band_row_errors_match_the_documented_schema(client: FlaskClient, good_row) -> None:
+    doc = client.get("/openapi.json").get_json()
+    schema = {**doc["components"]["schemas"]["RowError"], "components": doc["components"]}
+    answered = post(client, [good_row, {**good_row, "x81": "Smarch"}, [1]]).get_json()
+    for element in answered[1:]:
+        jsonschema.validate(element, schema)
+    assert [e["error"]["details"]["column"] for e in answered[1:]] == ["x81", None]
