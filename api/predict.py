@@ -15,6 +15,7 @@ from api.responses import JSON_OPTIONS
 from api.services import require_tenant, services
 from api.uploads import check_charset, read_body
 from model.readers import loads_lenient
+from model.scoring import ScoreResult
 
 bp = Blueprint("predict", __name__)
 bp.before_request(require_tenant)
@@ -83,14 +84,13 @@ def _row_error(row: int, column: str | None, message: str) -> dict[str, Any]:
     return {"error": {"code": "invalid_row", "message": message, "details": {"row": row, "column": column}}}
 
 
-def score_with_errors(records: list[Any]) -> list[dict[str, Any]]:
+def results_in_order(result: ScoreResult, count: int) -> list[dict[str, Any]]:
     """One result per input element, in input order; a bad element becomes its error object, the others score."""
-    result = services().scorer.score_records(records)
     scored = result.to_records()
     if not result.errors:
         return scored
     # Slow path, only when some rows failed: put results and errors back at their input positions.
-    out: list[dict[str, Any] | None] = [None] * len(records)
+    out: list[dict[str, Any] | None] = [None] * count
     for row, record in zip(result.rows.tolist(), scored, strict=True):
         out[row] = record
     for err in result.errors:
@@ -115,9 +115,15 @@ def predict() -> Response:
     max_rows = services().settings.max_sync_rows
     records, single = parse_predict_body(read_body(request, max_rows * PREDICT_BYTES_PER_ROW), max_rows)
     check_columns(records, services().scorer.required_columns)
-    results = score_with_errors(records)
+    result = services().scorer.score_records(records)
     metrics = api_metrics()
     metrics.predict_rows.inc(len(records))
+    if not single and not result.errors:
+        # The usual batch: the JSON answer is written column-wise, without a dict per row.
+        answer = result.to_json()
+        metrics.predict_latency.observe(time.perf_counter() - started)
+        return Response(answer, mimetype="application/json")
+    results = results_in_order(result, len(records))
     metrics.predict_latency.observe(time.perf_counter() - started)
     if single:
         first = results[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -92,6 +93,16 @@ def test_records_are_plain_ints_and_floats(scorer: Scorer, record: dict[str, Any
     out = scorer.score_records([record, record]).to_records(include_row=True)
     assert [type(r["row"]) for r in out] == [int, int] and out[1]["row"] == 1
     assert type(out[0]["business_outcome"]) is int and type(out[0]["phat"]) is float and list(out[0]) == sorted(out[0])
+
+
+def test_json_is_what_orjson_writes_for_the_records(scorer: Scorer, record: dict[str, Any]) -> None:
+    varied = [record, dict(record, x44=None), dict(record, x44=1e-300), dict(record, x53=-2.5e12),
+              dict(record, x5="bad")]
+    result = scorer.score_records(varied)
+    assert len(result.rows) == 4
+    assert result.to_json() == orjson.dumps(result.to_records())
+    assert orjson.loads(result.to_json()) == result.to_records()
+    assert scorer.score_records([]).to_json() == b"[]"
 
 
 def test_frame_inputs_agree(scorer: Scorer, record: dict[str, Any]) -> None:
