@@ -112,6 +112,7 @@ def _scored_tables(chunks: Iterator[Any], scorer: Any, passthrough: str | None,
 def score(input_path: Path, output: Path, model: str | None, errors_path: Path | None, passthrough: str | None,
           chunk_rows: int | None) -> None:
     """Score INPUT (.csv, .ndjson, .json) in-process, streaming in chunks, into OUTPUT."""
+    from model.prefetch import read_ahead
     from model.readers import format_from_path, iter_chunks
     from model.scoring import load_scorer
     from model.writers import write_file
@@ -130,8 +131,9 @@ def score(input_path: Path, output: Path, model: str | None, errors_path: Path |
         errors_path.open("wb") if errors_path else nullcontext(None)
     ) as error_sink:
         stream = _CountingReader(raw, bar.update) if bar is not None else raw
-        chunks = iter_chunks(stream, fmt_in, columns=list(scorer.required_columns),
-                             chunk_rows=chunk_rows or settings.chunk_rows, passthrough=passthrough)
+        # The next chunk is parsed on a thread while this one is scored and written (both release the GIL).
+        chunks = read_ahead(iter_chunks(stream, fmt_in, columns=list(scorer.required_columns),
+                                        chunk_rows=chunk_rows or settings.chunk_rows, passthrough=passthrough))
         try:
             write_file(_scored_tables(chunks, scorer, passthrough, error_sink, counts), output)
         except PredictqError as exc:
