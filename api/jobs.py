@@ -33,7 +33,8 @@ RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjso
 ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv"}
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 PAGE_RE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() also accepts '²'
-# A cursor is what the job service hands out: "<created_us>:<job id>" (ASCII digits, fullmatch: no newline).
+# A cursor is what the job service hands out: "<created_us>:<job id>" (ASCII digits, fullmatch: no newline);
+# an empty one is no cursor (the first page).
 CURSOR_RE = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,64}")
 
 

@@ -247,8 +247,9 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
                 {"name": "cursor", "in": "query", "required": False,
-                 "description": "The next_cursor of the previous page, as given (anything else: 400).",
-                 "schema": {"type": "string", "pattern": f"^{CURSOR_RE.pattern}$"}},
+                 "description": "The next_cursor of the previous page, as given (empty: the first page; "
+                 "anything else: 400).",
+                 "schema": {"type": "string", "pattern": f"^({CURSOR_RE.pattern})?$"}},
             ],
             "responses": {
                 "200": {"description": "A page of jobs", "content": {JSON: {"schema": _ref("JobPage")}}},
