@@ -9,9 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model.schema import REQUIRED_COLUMNS
-from model.scoring import load_scorer
+from model.scoring import Scorer
 
-SCORER = load_scorer()
 GOOD = {"x5": "monday", "x12": "$6,882.34", "x31": "asia", "x44": 0.2, "x53": 0.7, "x56": -0.3, "x58": 1.1,
         "x62": 0.05, "x81": "May", "x91": 0.4}
 
@@ -36,13 +35,13 @@ records = st.lists(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records)
-def test_every_row_is_scored_or_explained_and_batch_equals_single(batch: list[Any]) -> None:
-    result = SCORER.score_records(batch)
+def test_every_row_is_scored_or_explained_and_batch_equals_single(scorer: Scorer, batch: list[Any]) -> None:
+    result = scorer.score_records(batch)
     scored, failed = set(result.rows.tolist()), {e.row for e in result.errors}
     assert scored | failed == set(range(len(batch))) and not scored & failed
     assert all(e.column is None or e.column in REQUIRED_COLUMNS for e in result.errors)
     assert np.all((result.phat >= 0) & (result.phat <= 1))  # NaN fails this too
     for position, row in enumerate(result.rows.tolist()):
-        alone = SCORER.score_records([batch[row]])
+        alone = scorer.score_records([batch[row]])
         assert not alone.errors and alone.phat[0] == result.phat[position]
         np.testing.assert_array_equal(alone.inputs[0], result.inputs[position])
