@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,20 +120,25 @@ def in_process_limit(table: Table, data: Path, rows: int, folder: Path, repeat: 
 
 @dataclass
 class Sampler:
-    """Peak RSS per process of a changing set of processes, sampled on a thread."""
+    """Peak RSS and CPU seconds used per process of a changing set of processes, sampled on a thread."""
 
     pids: Callable[[], list[int]]
     peaks: dict[int, int] = field(default_factory=dict)
+    cpu: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid -> (first, last) CPU seconds seen
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _loop(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
             for pid in self.pids():
                 try:
-                    rss = psutil.Process(pid).memory_info().rss
+                    proc = psutil.Process(pid)
+                    with proc.oneshot():
+                        rss, times = proc.memory_info().rss, proc.cpu_times()
                 except psutil.Error:
                     continue
                 self.peaks[pid] = max(self.peaks.get(pid, 0), rss)
+                used = times.user + times.system
+                self.cpu[pid] = (self.cpu.get(pid, (used, used))[0], used)
 
     @contextmanager
     def running(self) -> Iterator[Sampler]:
@@ -150,6 +155,14 @@ class Sampler:
     def peak_mib(self) -> float:
         """The highest RSS any one process reached."""
         return max(self.peaks.values(), default=0) / 2**20
+
+    @property
+    def busiest_peak_mib(self) -> float:
+        """The peak RSS of the process that used the most CPU meanwhile (the API worker that took a request)."""
+        if not self.cpu:
+            return 0.0
+        busiest = max(self.cpu, key=lambda pid: self.cpu[pid][1] - self.cpu[pid][0])
+        return self.peaks[busiest] / 2**20
 
 
 def processes(stack: RunningStack, word: str) -> list[int]:
@@ -178,14 +191,17 @@ class JobRun:
         return self.upload + self.wait + self.download
 
 
-def run_job(client: Client, data: Path, out: Path) -> JobRun:
-    """Upload `data`, poll until done, download CSV results; fails loudly if any row was not scored."""
+def run_job(client: Client, data: Path, out: Path, upload: Sampler | None = None,
+            download: Sampler | None = None) -> JobRun:
+    """Upload `data`, poll until done, download CSV results (sampling RSS in those phases when given);
+    fails loudly if any row was not scored."""
     start = time.perf_counter()
-    job = client.submit(data)
+    with upload.running() if upload else nullcontext():
+        job = client.submit(data)
     uploaded = time.perf_counter()
     final = client.wait(job["id"], interval=0.05, timeout=1800)
     done = time.perf_counter()
-    with out.open("wb") as sink:
+    with out.open("wb") as sink, download.running() if download else nullcontext():
         client.download(job["id"], sink, "csv")
     end = time.perf_counter()
     if final["state"] != "succeeded" or final["rows_failed"]:
@@ -361,6 +377,8 @@ def memory_rows(
     size = upload.stat().st_size
     table.add(Row("4", f"API peak RSS, {size / 1e9:.2f} GB upload", f"{upload_run.api_mib:.0f} MiB", "", "",
                   "<= 300 MB", verdict(upload_run.api_mib * 2**20 <= 300e6)))
+    table.add(Row("4", f"API peak RSS, its {upload_run.run.job['rows_total']:,} results downloaded as CSV",
+                  f"{upload_run.api_download_mib:.0f} MiB"))
     flat = big_run.worker_mib / small_run.worker_mib
     table.add(Row("4", "worker peak RSS (per process)", f"{big_run.worker_mib:.0f} MiB at {sizes.rows:,} rows",
                   f"{small_run.worker_mib:.0f} MiB at {sizes.small_rows:,} rows", f"{flat:.2f}", "flat",
@@ -374,19 +392,22 @@ def memory_rows(
 
 @dataclass(frozen=True)
 class MeasuredJob:
-    """A job run with the peak RSS of the API and the worker processes while it ran."""
+    """A job run with the peak RSS of the API worker that took the upload and of the one that sent the results,
+    and of the worker processes over the whole job."""
 
     run: JobRun
     api_mib: float
+    api_download_mib: float
     worker_mib: float
 
 
 def measure_job(client: Client, stack: RunningStack, data: Path, folder: Path) -> MeasuredJob:
     """One job with RSS sampled for the gunicorn and Celery processes."""
-    api, workers = Sampler(lambda: processes(stack, "gunicorn")), Sampler(lambda: processes(stack, "celery"))
-    with api.running(), workers.running():
-        run_ = run_job(client, data, folder / "job_scored.csv")
-    return MeasuredJob(run_, api.peak_mib, workers.peak_mib)
+    upload, download = Sampler(lambda: processes(stack, "gunicorn")), Sampler(lambda: processes(stack, "gunicorn"))
+    workers = Sampler(lambda: processes(stack, "celery"))
+    with workers.running():
+        run_ = run_job(client, data, folder / "job_scored.csv", upload, download)
+    return MeasuredJob(run_, upload.busiest_peak_mib, download.busiest_peak_mib, workers.peak_mib)
 
 
 def scale_out(table: Table, sizes: Sizes, folder: Path, two: JobRun) -> None:
