@@ -36,7 +36,7 @@ class Services:
         if self._scorer is None:
             with self._lock:
                 if self._scorer is None:
-                    self._scorer = load_scorer(self.settings.model_path or None)
+                    self._scorer = load_scorer(self.settings.model_path or None, self.settings.model_sha256)
         return self._scorer
 
     @property

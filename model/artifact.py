@@ -80,8 +80,12 @@ def save_artifact(path: str | Path, params: ModelParams, name: str, metadata: Ma
     return Artifact(params, full, digest)
 
 
-def load_artifact(path: str | Path | None = None) -> Artifact:
-    """Read and verify an artifact; ArtifactError when absent, malformed, or its sha256 does not match."""
+def load_artifact(path: str | Path | None = None, expected_sha256: str = "") -> Artifact:
+    """Read and verify an artifact; ArtifactError when absent, malformed, or its sha256 does not match.
+
+    `expected_sha256`, when given, pins the parameters: the file's own checksum catches corruption, a pinned
+    one (from the deployment, not the file) also refuses a file replaced or edited on purpose.
+    """
     target = resolve_path(path)
     try:
         document = orjson.loads(target.read_bytes())
@@ -97,6 +101,11 @@ def load_artifact(path: str | Path | None = None) -> Artifact:
         raise ArtifactError(
             f"model artifact {target} fails its integrity check: sha256 of its parameters is {digest}, "
             f"the file records {document.get('sha256')}"
+        )
+    if expected_sha256 and digest != expected_sha256.strip().lower():
+        raise ArtifactError(
+            f"model artifact {target} is not the pinned model: sha256 of its parameters is {digest}, "
+            f"PREDICTQ_MODEL_SHA256 expects {expected_sha256.strip().lower()}"
         )
     metadata = document.get("metadata")
     if not isinstance(metadata, dict) or "version" not in metadata:

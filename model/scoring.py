@@ -177,6 +177,9 @@ def _columns_of(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> d
         return {name: [record.get(name) for record in records] for name in names}
 
 
-def load_scorer(path: str | Path | None = None) -> Scorer:
-    """The Scorer of a verified artifact; None or '' loads the approved model shipped in model/data."""
-    return Scorer(load_artifact(path))
+def load_scorer(path: str | Path | None = None, expected_sha256: str = "") -> Scorer:
+    """The Scorer of a verified artifact; None or '' loads the approved model shipped in model/data.
+
+    A non-empty `expected_sha256` refuses any other parameters (ArtifactError).
+    """
+    return Scorer(load_artifact(path, expected_sha256))

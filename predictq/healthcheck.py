@@ -54,7 +54,7 @@ def check_model(settings: Settings) -> str:
     """The configured model artifact must load and verify (the image build runs this)."""
     from model.scoring import load_scorer  # imported here: loading the model is this check's whole job
 
-    scorer = load_scorer(settings.model_path or None)
+    scorer = load_scorer(settings.model_path or None, settings.model_sha256)
     return f"model: version {scorer.version} sha256 {scorer.sha256} verified"
 
 

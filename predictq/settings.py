@@ -37,6 +37,7 @@ class Settings:
     key_prefix: str = "pq"
     queue_name: str = "predictq"
     model_path: str = ""  # empty: the approved model shipped in model/data
+    model_sha256: str = ""  # empty: any artifact that passes its own checksum; else the parameters' sha256
     chunk_rows: int = 25_000
     job_ttl_seconds: int = 24 * 3600
     max_sync_rows: int = 10_000
@@ -71,6 +72,7 @@ class Settings:
             key_prefix=_str(env, "PREDICTQ_KEY_PREFIX", d.key_prefix),
             queue_name=_str(env, "PREDICTQ_QUEUE", d.queue_name),
             model_path=_str(env, "PREDICTQ_MODEL_PATH", d.model_path),
+            model_sha256=_str(env, "PREDICTQ_MODEL_SHA256", d.model_sha256),
             chunk_rows=_int(env, "PREDICTQ_CHUNK_ROWS", d.chunk_rows, minimum=1),
             job_ttl_seconds=_int(env, "PREDICTQ_JOB_TTL_SECONDS", d.job_ttl_seconds, minimum=1),
             max_sync_rows=_int(env, "PREDICTQ_MAX_SYNC_ROWS", d.max_sync_rows, minimum=1),

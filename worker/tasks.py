@@ -37,7 +37,7 @@ def load_model(settings: Settings) -> Any:
     """Load the settings' model (importing the scoring stack on first use) and log it."""
     from model.scoring import load_scorer
 
-    scorer = load_scorer(settings.model_path or None)
+    scorer = load_scorer(settings.model_path or None, settings.model_sha256)
     log.info("model %s (sha256 %s) loaded", scorer.version, scorer.sha256)
     return scorer
 

@@ -60,3 +60,10 @@ def test_unreadable_artifacts(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         load_artifact(tmp_path / "bad.json")
+
+
+def test_a_pinned_checksum_refuses_any_other_model(tmp_path: Path) -> None:
+    approved = load_scorer()
+    assert load_scorer(None, approved.sha256.upper()).sha256 == approved.sha256
+    with pytest.raises(ArtifactError, match="not the pinned model"):
+        load_scorer(None, "0" * 64)

@@ -26,7 +26,7 @@ def count_loads(monkeypatch: pytest.MonkeyPatch, scorer: Any) -> list[str | None
     """Replace the model loader with one that records each call and returns `scorer`."""
     calls: list[str | None] = []
 
-    def fake_load(path: str | None = None) -> Any:
+    def fake_load(path: str | None = None, expected_sha256: str = "") -> Any:
         calls.append(path)
         return scorer
 
