@@ -5,8 +5,8 @@ gunicorn with 2 workers, a private Redis, Celery workers) on a free loopback por
 memory and scale-out against it. Every ratio is taken between two runs made in this one session. Prints the
 table and writes it, with the machine it ran on, to --out (bench/results.md). Asserts nothing.
 
-    .venv/bin/python bench/run_all.py            # full: 1,000,000 rows, a 1 GB upload (about 15 minutes)
-    .venv/bin/python bench/run_all.py --quick    # 100,000 rows, a 100 MB upload (a couple of minutes)
+    .venv/bin/python bench/run_all.py            # full: 1,000,000 rows, a 1 GB upload (3-4 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py --quick    # 100,000 rows, a 100 MB upload (under a minute)
 """
 
 from __future__ import annotations
@@ -305,9 +305,9 @@ def predict_rows(table: Table, stack: RunningStack, body: bytes, one_row: bytes,
     parts = urlsplit(stack.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     headers = {"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"}
-    request = statistics.median(post(conn, "/predict", body, headers) for _ in range(5))
+    request = statistics.median(post(conn, "/predict", body, headers) for _ in range(9))
     conn.close()
-    parse = statistics.median(timed(lambda: orjson.loads(body)) for _ in range(5))
+    parse = statistics.median(timed(lambda: orjson.loads(body)) for _ in range(9))
     rate, ratio = PREDICT_BATCH / request, request / parse
     table.add(Row("3", f"POST /predict {PREDICT_BATCH:,} rows ({len(body) / 1e6:.1f} MB)",
                   f"{request * 1e3:.0f} ms ({rate:,.0f} rows/s)", f"orjson.loads {parse * 1e3:.0f} ms",
@@ -429,14 +429,19 @@ def scale_out(table: Table, sizes: Sizes, folder: Path, two: JobRun) -> None:
                       "1 worker", f"{speedup:.2f}x"))
 
 
-def write_results(path: Path, table: Table, command: str, seconds: float) -> None:
-    """bench/results.md: the command, the machine, the table."""
+def write_results(path: Path, table: Table, command: str, seconds: float, load: str) -> None:
+    """bench/results.md: the command, the machine and its load, the table."""
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path.write_text(
         "# Benchmark results\n\n"
         f"Made by `{command}` on {stamp} in {seconds / 60:.1f} minutes.\n\n"
-        f"Machine: {machine()}.\n\n" + table.markdown()
+        f"Machine: {machine()}; 1-minute load average {load}.\n\n" + table.markdown()
     )
+
+
+def load_average() -> str:
+    """The 1-minute load average now (other work on the machine shows up here)."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -462,6 +467,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args.dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    load_before = load_average()
     table = Table()
     print(f"bench: {machine()}", flush=True)
     big = synth(sizes.rows, args.dir / f"synth_{sizes.rows}.csv")
@@ -472,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
         scale_out(table, sizes, args.dir, two)
     seconds = time.perf_counter() - started
     command = "python bench/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_results(args.out, table, command.strip(), seconds)
+    write_results(args.out, table, command.strip(), seconds, f"{load_before} at the start, {load_average()} at the end")
     print(table.markdown(), end="")
     print(f"bench: written to {args.out} in {seconds / 60:.1f} minutes")
 
