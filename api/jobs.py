@@ -19,6 +19,7 @@ from api.responses import json_response
 from api.services import require_tenant, services
 from api.uploads import open_upload
 from model.memory import release_free_heap
+from model.prefetch import read_ahead
 from model.readers import Chunk, ReadError, iter_chunks
 from model.writers import iter_encoded
 
@@ -197,7 +198,8 @@ def _download(job_id: str, kind: str, source: Callable[[str, str], Iterable[Any]
 
     def body() -> Iterator[bytes]:
         try:
-            yield from iter_encoded(tables, fmt)
+            # The next block is fetched and encoded on a thread while this one is sent (both release the GIL).
+            yield from read_ahead(iter_encoded(tables, fmt))
         except Exception:
             # Headers are already sent: all that can be done is log and cut the stream short.
             log.exception("streaming %s of job %s failed", kind, job_id)
