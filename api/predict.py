@@ -120,9 +120,12 @@ def predict() -> Response:
     metrics.predict_rows.inc(len(records))
     if not single and not result.errors:
         # The usual batch: the JSON answer is written column-wise, without a dict per row.
-        answer = result.to_json()
+        response = Response(result.to_json(), mimetype="application/json")
+        # Freeing the parsed body (a dict per row) costs about a fifth of parsing it: the records are kept
+        # until the answer has been sent, and freed then.
+        response.call_on_close(records.clear)
         metrics.predict_latency.observe(time.perf_counter() - started)
-        return Response(answer, mimetype="application/json")
+        return response
     results = results_in_order(result, len(records))
     metrics.predict_latency.observe(time.perf_counter() - started)
     if single:
