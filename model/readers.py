@@ -199,7 +199,8 @@ class _Source:
         """Check that the bytes about to be handed out are UTF-8 (so far); count them and their lines."""
         pending = self._decoder.getstate()[0]
         try:
-            self._decoder.decode(data, final=self.eof)
+            if pending or not data.isascii():  # ASCII, the usual body, is UTF-8 as it is (0.4 s per GB saved)
+                self._decoder.decode(data, final=self.eof)
         except UnicodeDecodeError as exc:
             at = self.offset - len(pending) + exc.start
             line = self.lines + 1 + data.count(b"\n", 0, max(0, exc.start - len(pending)))

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 from celery import signals
 
+from model.memory import use_returning_arrow_pool
 from predictq.settings import Settings
 from worker.celery_app import SCORE_CHUNK, app
 from worker.job_store import JobStore
@@ -89,6 +90,12 @@ def _forget_inherited_state(**_: Any) -> None:
     """
     global _processor
     _processor = None
+
+
+@signals.worker_process_init.connect
+def _return_freed_memory(**_: Any) -> None:
+    """Pool processes give freed Arrow memory back: every chunk decodes, scores and encodes short-lived buffers."""
+    use_returning_arrow_pool()
 
 
 @signals.worker_ready.connect
