@@ -5,7 +5,7 @@ gunicorn with 2 workers, a private Redis, Celery workers) on a free loopback por
 memory and scale-out against it. Every ratio is taken between two runs made in this one session. Prints the
 table and writes it, with the machine it ran on, to --out (bench/results.md). Asserts nothing.
 
-    .venv/bin/python bench/run_all.py            # full: 1,000,000 rows, a 1 GB upload (3-4 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py            # full: 1,000,000 rows, a 1 GB upload (1-2 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --quick    # 100,000 rows, a 100 MB upload (under a minute)
 """
 
