@@ -23,7 +23,7 @@ threads = _settings.api_threads
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-# The model is loaded lazily per worker process; preloading would share nothing useful across forks.
+# Each worker loads the model in post_worker_init; preloading in the master would share little across forks.
 preload_app = False
 accesslog = "-"
 errorlog = "-"
@@ -58,10 +58,23 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Each API worker gives freed Arrow memory back: an upload parses thousands of short-lived buffers."""
+    """Each API worker gives freed Arrow memory back (an upload parses thousands of short-lived buffers) and
+    loads the model before its first request, so neither that request nor /readyz waits for it."""
+    from api.services import EXTENSION_KEY
+    from model.errors import ArtifactError
     from model.memory import use_returning_arrow_pool
 
     use_returning_arrow_pool()
+    services = getattr(worker.wsgi, "extensions", {}).get(EXTENSION_KEY)
+    if services is None:
+        return
+    try:
+        scorer = services.scorer
+    except ArtifactError as exc:
+        # Left to the lazy path: /readyz and the scoring routes answer 503 naming the problem.
+        worker.log.error("model not loaded: %s", exc)
+        return
+    worker.log.info("model %s loaded", scorer.version)
 
 
 def child_exit(server: Any, worker: Any) -> None:
