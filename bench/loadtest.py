@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -180,13 +180,30 @@ def local_stack(
         redis_url = re.search(r"redis: +(\S+)", banner)
         if not url or not key or not redis_url:
             raise SystemExit(f"predictq up did not start:\n{banner}")
+        # Keep reading what `up` prints, so it can never block on a full pipe while it stops its children.
+        threading.Thread(target=proc.stdout.read, name="up-output", daemon=True).start()
         yield RunningStack(url.group(1), key.group(1), redis_url.group(1), proc.pid)
     finally:
+        children = _child_pids(proc.pid)
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
             proc.kill()
+            # `up` runs each child in its own process group: a supervisor killed before it finished stopping
+            # them must not leave them behind.
+            for pid in children:
+                with suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+
+def _child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (Linux /proc; empty elsewhere)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
 
 
 def report(tally: Tally, seconds: float) -> int:
