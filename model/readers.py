@@ -152,7 +152,8 @@ def iter_chunks(
     keep = list(dict.fromkeys([*columns, *([passthrough] if passthrough else [])]))
     ident = passthrough if passthrough and passthrough not in columns else None
     parse = {"csv": _csv_pieces, "ndjson": _ndjson_pieces, "json": _json_pieces}[fmt]
-    finish = partial(_finish_strings if fmt == "csv" else _finish_values, ident=ident)
+    finish = (partial(_finish, _type_text, _type_text_ident, ident=ident) if fmt == "csv"
+              else partial(_finish, _type_values, _type_ident, ident=ident))
     return _assemble(parse(_Source(stream, max_bytes), keep, keep), chunk_rows, keep, finish)
 
 
@@ -282,25 +283,32 @@ def _chunks_of(array: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
 # --- typing of a chunk's columns ---------------------------------------------------------------------
 
 
-def _finish_strings(
-    values: dict[str, Any], rows: np.ndarray, present: list[str], ident: str | None = None
+_TypeColumn = Callable[[Any, np.ndarray, str, np.ndarray], tuple[pa.Array, list[RowError]]]
+
+
+def _finish(
+    type_column: _TypeColumn, type_ident: _TypeColumn, values: dict[str, Any], rows: np.ndarray, present: list[str],
+    ident: str | None = None,
 ) -> tuple[pa.Table, list[RowError]]:
-    """CSV columns arrive as text: a column whose every non-null cell parses as a number becomes float64."""
+    """Type each kept column of a chunk (the id column by its own rule); rows with a bad value are dropped."""
     bad = np.zeros(len(rows), dtype=bool)
     errors: list[RowError] = []
     typed: dict[str, pa.Array] = {}
     for name in present:
-        text = values[name]
-        if name == ident:
-            typed[name] = _ident_from_text(text)
-            continue
-        numbers = _as_numbers(text)
-        if numbers is None:
-            typed[name] = text
-            continue
-        typed[name], errors_here = _finite(numbers, rows, name, bad)
+        typed[name], errors_here = (type_ident if name == ident else type_column)(values[name], rows, name, bad)
         errors.extend(errors_here)
     return _table(rows, typed, present, bad), errors
+
+
+def _type_text(text: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
+    """CSV text: a column whose every non-null cell parses as a number becomes float64, else stays text."""
+    numbers = _as_numbers(text)
+    return (text, []) if numbers is None else _finite(numbers, rows, name, bad)
+
+
+def _type_text_ident(text: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
+    """A CSV id column: int64 or its exact text (see `_ident_from_text`); never a row error."""
+    return _ident_from_text(text), []
 
 
 def _as_numbers(text: pa.Array) -> pa.Array | None:
@@ -330,21 +338,6 @@ def _finite(numbers: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> 
     errors = [RowError(int(r), name, "not a finite number") for r in rows[infinite & ~bad]]
     bad |= infinite
     return pa.array(data, type=pa.float64(), mask=np.isnan(data)), errors
-
-
-def _finish_values(
-    values: dict[str, Any], rows: np.ndarray, present: list[str], ident: str | None = None
-) -> tuple[pa.Table, list[RowError]]:
-    """JSON columns arrive as Python values: numbers-only columns become float64, mixed ones strings."""
-    bad = np.zeros(len(rows), dtype=bool)
-    errors: list[RowError] = []
-    typed: dict[str, pa.Array] = {}
-    for name in present:
-        type_column = _type_ident if name == ident else _type_values
-        column, errors_here = type_column(values[name], rows, name, bad)
-        typed[name] = column
-        errors.extend(errors_here)
-    return _table(rows, typed, present, bad), errors
 
 
 def _type_values(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
