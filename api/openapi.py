@@ -44,6 +44,21 @@ FORMAT = {
 }
 
 
+def _error_envelope(code: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+    """The one error shape {"error": {"code", "message", "details"}} with the given code and details schemas."""
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "properties": {"code": code, "message": {"type": "string"}, "details": details},
+            }
+        },
+    }
+
+
 def _schemas(settings: Settings) -> dict[str, Any]:
     record = {
         "type": "object",
@@ -64,26 +79,17 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "additionalProperties": True,
     }
     row_error = {
-        "type": "object",
+        **_error_envelope(
+            {"const": "invalid_row"},
+            {
+                "type": "object",
+                "required": ["row", "column"],
+                "properties": {"row": {"type": "integer"}, "column": {"type": ["string", "null"]}},
+            },
+        ),
         "description": "An element of a /predict array that could not be scored, answered in place in the one "
         "error shape: details.row is its 0-based index in the array, details.column the column at fault (null "
         "when the element is not an object).",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "details"],
-                "properties": {
-                    "code": {"const": "invalid_row"},
-                    "message": {"type": "string"},
-                    "details": {
-                        "type": "object",
-                        "required": ["row", "column"],
-                        "properties": {"row": {"type": "integer"}, "column": {"type": ["string", "null"]}},
-                    },
-                },
-            }
-        },
         "additionalProperties": False,
     }
     nullable_number = {"type": ["number", "null"]}
@@ -126,21 +132,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         },
         "additionalProperties": True,
     }
-    error = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "details"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {"type": "object"},
-                },
-            }
-        },
-    }
+    error = _error_envelope({"type": "string"}, {"type": "object"})
     return {
         "Record": record,
         "Prediction": prediction,
