@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -33,7 +34,9 @@ class ReapReport:
     forgotten: list[str] = field(default_factory=list)
 
 
-def stuck_reason(fields: dict[str, str], settings: Settings, now: float, cluster_last_commit: float) -> str | None:
+def stuck_reason(
+    fields: dict[str, str], settings: Settings, now: float, cluster_last_commit: Callable[[], float]
+) -> str | None:
     """Why an open job can no longer finish, or None.
 
     Either its upload went silent, or neither it nor any other job moved for `stuck_job_seconds`: while the
@@ -44,8 +47,9 @@ def stuck_reason(fields: dict[str, str], settings: Settings, now: float, cluster
     if fields.get("sealed") != "1" and now - float(fields["upload_heartbeat"]) > settings.upload_idle_seconds:
         return (f"upload interrupted: no data arrived for {settings.upload_idle_seconds}s "
                 "and the upload never completed")
-    idle = now - max(float(fields["last_activity"]), cluster_last_commit)
-    if idle > settings.stuck_job_seconds:
+    # The cluster-wide time is read only for a job that is itself idle: polls of a moving job cost nothing more.
+    if (now - float(fields["last_activity"]) > settings.stuck_job_seconds
+            and now - cluster_last_commit() > settings.stuck_job_seconds):
         return (f"job stuck: no chunk of it or of any other job started or finished for "
                 f"{settings.stuck_job_seconds}s (are any workers running?)")
     return None
@@ -53,7 +57,7 @@ def stuck_reason(fields: dict[str, str], settings: Settings, now: float, cluster
 
 def fail_if_stuck(store: JobStore, settings: Settings, job_id: str, fields: dict[str, str]) -> str | None:
     """Fail the job when `stuck_reason` says so; returns the reason given."""
-    reason = stuck_reason(fields, settings, time.time(), store.last_cluster_commit())
+    reason = stuck_reason(fields, settings, time.time(), store.last_cluster_commit)
     if reason is not None and store.close(job_id, "failed", reason) == "failed":
         log.warning("job %s failed by the reaper: %s", job_id, reason)
         return reason
