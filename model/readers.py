@@ -20,6 +20,7 @@ import codecs
 import csv
 import json
 import math
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -347,7 +348,12 @@ def _type_values(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         array = None
     if array is not None:
-        if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_null(array.type):
+        # pyarrow reads `true` as 1 once a number came before it: a boolean anywhere takes the path that
+        # makes it a row error, as it is in a chunk's first record and on /predict.
+        numeric = pa.types.is_integer(array.type) or pa.types.is_floating(array.type)
+        if numeric and operator.countOf(map(type, items), bool):
+            return _type_mixed(items, rows, name, bad)
+        if numeric or pa.types.is_null(array.type):
             return _finite(array.cast(pa.float64(), safe=False), rows, name, bad)
         if pa.types.is_string(array.type):
             return array, []
@@ -431,6 +437,21 @@ def _table(rows: np.ndarray, typed: dict[str, pa.Array], present: list[str], bad
     return table.filter(pa.array(~bad)) if bad.any() else table
 
 
+def _long_line_at(block: bytes, limit: int = MAX_RECORD_BYTES) -> int | None:
+    """Offset of the first line in `block` longer than `limit` bytes, or None.
+
+    Steps back from `limit` bytes ahead to the last line break in reach, so it costs one short backward search
+    per `limit` bytes of ordinary lines, not one per line.
+    """
+    start, size = 0, len(block)
+    while size - start > limit:
+        brk = max(block.rfind(b"\n", start, start + limit + 1), block.rfind(b"\r", start, start + limit + 1))
+        if brk < 0:
+            return start
+        start = brk + 1
+    return None
+
+
 # --- CSV ---------------------------------------------------------------------------------------------
 
 
@@ -450,6 +471,9 @@ def _csv_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterat
         if len(carry) > MAX_RECORD_BYTES:
             line = source.lines - carry.count(b"\n") + 1
             raise ReadError("line_too_long", f"a CSV record is longer than {MAX_RECORD_BYTES} bytes", line=line)
+        if (at := _long_line_at(block)) is not None:
+            line = source.lines - data.count(b"\n") + block.count(b"\n", 0, at) + 1
+            raise ReadError("line_too_long", f"a CSV line is longer than {MAX_RECORD_BYTES} bytes", line=line)
         if block.lstrip(b"\r\n"):  # (lstrip returns the block itself, uncopied, when it starts with data)
             piece = _csv_block(block, options, done)
             done = piece.end
@@ -592,6 +616,9 @@ def _ndjson_pieces(source: _Source, required: list[str], keep: list[str]) -> Ite
         if len(carry) > MAX_RECORD_BYTES:
             message = f"an NDJSON line is longer than {MAX_RECORD_BYTES} bytes"
             raise ReadError("line_too_long", message, line=source.lines + 1)
+        if (at := _long_line_at(block, MAX_RECORD_BYTES)) is not None and at < cut:
+            line = source.lines - block.count(b"\n") + block.count(b"\n", 0, at) + 1
+            raise ReadError("line_too_long", f"an NDJSON line is longer than {MAX_RECORD_BYTES} bytes", line=line)
         piece = _ndjson_block(block[:cut], done, keep, None if checked else required)
         checked = checked or len(piece.rows) > 0
         done = piece.end
@@ -778,6 +805,8 @@ class _JsonArray:
         values = _kept_values(parts, self.keep)
         if values is None:
             return None
+        if max(map(len, parts)) > MAX_RECORD_BYTES:
+            raise self._too_long()
         self._advance(cut)
         first, self.done = self.done, self.done + len(parts)
         return _Piece(np.arange(first, self.done, dtype=np.int64), values, [], self.done)
@@ -792,6 +821,8 @@ class _JsonArray:
                     values = orjson.loads(b"[" + self.buf[: cut - 1] + b"]")
                 except orjson.JSONDecodeError:
                     continue
+                if len(values) == 1 and cut > MAX_RECORD_BYTES + 1:
+                    raise self._too_long()
                 self._advance(cut)
                 return values
             cut, closed = self._scan()

@@ -590,3 +590,43 @@ def test_csv_quoted_line_breaks_across_blocks() -> None:
     assert not errors_of(chunks)
     assert [r["b"] for r in rows_of(chunks)][-2:] == ['multi\nline "149998"', 'multi\nline "149999"']
     assert [r["row"] for r in rows_of(chunks)] == list(range(150_000))
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+@pytest.mark.parametrize("position", [0, 1, 7])
+@pytest.mark.parametrize("value", [b"true", b"false"])
+def test_a_boolean_is_a_row_error_wherever_it_stands(fmt: str, position: int, value: bytes) -> None:
+    """One typing rule for every record: not only in a chunk's first record (pyarrow reads true as 1 after a number)."""
+    records = [b'{"a":%d,"b":"x"}' % i for i in range(8)]
+    records[position] = b'{"a":' + value + b',"b":"x"}'
+    body = b"\n".join(records) if fmt == "ndjson" else b"[" + b",".join(records) + b"]"
+    for chunk_rows in (3, 1000):
+        chunks = read(body, fmt, chunk_rows=chunk_rows)
+        assert [(e.row, e.column) for e in errors_of(chunks)] == [(position, "a")]
+        assert "boolean" in errors_of(chunks)[0].message
+        assert [r["row"] for r in rows_of(chunks)] == [i for i in range(8) if i != position]
+
+
+def over_the_bound(fmt: str) -> bytes:
+    """A body whose third record is 1.5 MiB, past the bound but small enough to arrive inside two reads."""
+    big = b"x" * (MAX_RECORD_BYTES + MAX_RECORD_BYTES // 2)
+    if fmt == "csv":
+        return b"a,b\n1,2\n3," + big + b"\n4,5\n"
+    records = [b'{"a":1,"b":"y"}', b'{"a":2,"b":"y"}', b'{"a":3,"b":"' + big + b'"}', b'{"a":4,"b":"y"}']
+    return b"\n".join(records) + b"\n" if fmt == "ndjson" else b"[" + b",".join(records) + b"]"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_a_record_just_past_the_bound_is_refused_whatever_its_place(fmt: str) -> None:
+    for step in (None, 4096):
+        with pytest.raises(ReadError) as info:
+            list(iter_chunks(CountingStream(over_the_bound(fmt), step), fmt, columns=COLS, chunk_rows=1000))
+        assert info.value.code == "line_too_long"
+        assert fmt == "json" or info.value.line == 3  # CSV: the header is line 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_a_record_at_the_bound_is_read(fmt: str) -> None:
+    pad = MAX_RECORD_BYTES - len(b'{"a":3,"b":""}')
+    body = over_the_bound(fmt).replace(b"x" * (MAX_RECORD_BYTES + MAX_RECORD_BYTES // 2), b"x" * pad)
+    assert len(rows_of(read(body, fmt))) == (3 if fmt == "csv" else 4)
