@@ -2,14 +2,16 @@
 
 Columns come out in Python-sorted order of their names. Floats are written with the shortest text that reads
 back to the same double (non-finite floats become empty in CSV, `null` in JSON); integers as integers.
-In CSV only, a text cell starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'` so that
-spreadsheets do not run it as a formula; numeric columns and JSON output are never altered.
+In CSV only, a text cell or header cell (a client's id column name) starting with `=`, `+`, `-`, `@`, tab or
+carriage return gets a leading `'` so that spreadsheets do not run it as a formula; numeric columns and JSON
+output are never altered.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -76,8 +78,13 @@ def _iter_csv(batches: Iterator[pa.Table]) -> Iterator[bytes]:
         yield out.getvalue()
 
 
+def _defused(text: str) -> str:
+    """A header cell as `_csv_safe` writes text cells: with a leading `'` when it looks like a formula."""
+    return f"'{text}" if re.match(_FORMULA_START, text) else text
+
+
 def _csv_safe(table: pa.Table) -> pa.Table:
-    """Text columns with formula-like cells defused, floats with non-finite values emptied."""
+    """Text cells and header cells with formulas defused, floats with non-finite values emptied."""
     columns = []
     for column in table.columns:
         if pa.types.is_dictionary(column.type):
@@ -88,7 +95,7 @@ def _csv_safe(table: pa.Table) -> pa.Table:
         elif pa.types.is_floating(column.type):
             column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
         columns.append(column)
-    return pa.table(columns, names=table.column_names)
+    return pa.table(columns, names=[_defused(name) for name in table.column_names])
 
 
 # --- NDJSON and JSON ---------------------------------------------------------------------------------

@@ -197,3 +197,12 @@ def test_integral_floats_stay_floats_in_json(fmt: str) -> None:
     assert [type(r["f"]) for r in records] == [float] * 4
     assert [r["f"] for r in records] == [3.0, -0.0, 1e16, 2.5]
     assert [type(r["i"]) for r in records] == [int] * 4
+
+
+def test_a_formula_like_header_cell_is_defused_in_csv_only() -> None:
+    name = '=HYPERLINK("http://evil.example")'
+    table = pa.table({"row": [0], name: ["=1+1"], "phat": [0.5]})
+    header, line = b"".join(iter_encoded([table], "csv")).decode().splitlines()
+    assert header.startswith('"\'=HYPERLINK(')
+    assert "'=1+1" in line
+    assert orjson.loads(b"".join(iter_encoded([table], "json")))[0][name] == "=1+1"
