@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import time
 from typing import Any
@@ -39,6 +40,8 @@ def _loads_nonfinite(body: bytes) -> Any:
 
 def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     """The records of a /predict body and whether it was a single object; 400/413 for bodies we refuse."""
+    if body.startswith(codecs.BOM_UTF8):  # accepted here as in every upload format
+        body = body[len(codecs.BOM_UTF8) :]
     if not body.strip():
         raise ApiError(400, "empty", "empty body: send one JSON object or an array of objects")
     try:
