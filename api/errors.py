@@ -67,11 +67,36 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+# An error names the problem; it never echoes more than a few KB of what the client sent.
+MAX_ECHO_CHARS = 512
+MAX_MESSAGE_CHARS = 2048
+MAX_ECHO_ITEMS = 50
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters with a note of how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def bounded(value: Any) -> Any:
+    """`value` (an error's details) with long strings clipped and long lists cut, however deeply nested."""
+    if isinstance(value, str):
+        return _clip(value, MAX_ECHO_CHARS)
+    if isinstance(value, dict):
+        return {key: bounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        kept = [bounded(item) for item in value[:MAX_ECHO_ITEMS]]
+        return [*kept, f"... ({len(value) - MAX_ECHO_ITEMS} more)"] if len(value) > MAX_ECHO_ITEMS else kept
+    return value
+
+
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> Response:
-    """The one JSON error body, with its status and any extra headers (Retry-After, Allow, ...)."""
-    body = orjson.dumps({"error": {"code": code, "message": message, "details": details or {}}})
+    """The one JSON error body, with its status and any extra headers (Retry-After, Allow, ...); the message
+    and details are bounded so that an error never echoes a large part of the request."""
+    error = {"code": code, "message": _clip(message, MAX_MESSAGE_CHARS), "details": bounded(details or {})}
+    body = orjson.dumps({"error": error})
     response = Response(body, status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
