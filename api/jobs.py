@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +18,7 @@ from api.limits import check_backpressure
 from api.metrics import api_metrics
 from api.responses import json_response
 from api.services import require_tenant, services
-from api.uploads import open_upload
+from api.uploads import BodyReceipt, IncompleteBody, digest_mismatch, open_upload
 from model.memory import release_free_heap
 from model.prefetch import read_ahead
 from model.readers import Chunk, ReadError, iter_chunks
@@ -107,37 +108,96 @@ def _stage_upload(job_id: str, chunks: Iterator[Chunk]) -> tuple[int, int]:
     return rows_total, chunks_total
 
 
+def incomplete_body(exc: IncompleteBody, job_id: str | None) -> ApiError:
+    """The 400 for a body that did not arrive whole, naming the job it failed (if one was created)."""
+    details: dict[str, Any] = {"bytes_received": exc.received, "bytes_expected": exc.expected}
+    if job_id is not None:
+        details["job_id"] = job_id
+    message = exc.describe() + (f"; job {job_id} failed and nothing of it was kept" if job_id else "")
+    return ApiError(400, "incomplete_body", message, details)
+
+
+def _naming_job(exc: ApiError, job_id: str) -> ApiError:
+    """`exc` with the id of the job it failed, so a client is told which listed job it was."""
+    exc.details = {**exc.details, "job_id": job_id}
+    exc.message = f"{exc.message} (job {job_id} failed)"
+    return exc
+
+
+def _abort(job_id: str, exc: BaseException) -> ApiError | None:
+    """Fail the job whose upload `exc` stopped, deleting what it staged; the error to answer, if the client
+    should be told one."""
+    jobs_service = services().jobs
+    if isinstance(exc, IncompleteBody):
+        jobs_service.abort_upload(job_id, "upload_incomplete", exc.describe(), bytes_received=exc.received,
+                                  bytes_expected=exc.expected)
+        return incomplete_body(exc, job_id)
+    if isinstance(exc, ReadError):
+        jobs_service.abort_upload(job_id, exc.code, f"{exc.code}: {exc.message}")
+        return _naming_job(read_error_to_api(exc), job_id)
+    if isinstance(exc, ApiError):
+        jobs_service.abort_upload(job_id, exc.code, f"{exc.code}: {exc.message}")
+        return _naming_job(exc, job_id)
+    # A bug or the process stopping: the half-staged job must not stay open either.
+    jobs_service.abort_upload(job_id, "upload_failed", f"upload failed: {type(exc).__name__}")
+    return None
+
+
+def _check_digest(job_id: str, receipt: BodyReceipt, announced: dict[str, bytes]) -> None:
+    """Fail the job with 400 digest_mismatch when the body is not the one the client hashed."""
+    algorithm = digest_mismatch(receipt, announced)
+    if algorithm is None:
+        return
+    expected = base64.b64encode(announced[algorithm]).decode()
+    received = base64.b64encode(receipt.digests[algorithm]).decode()
+    message = (f"the body's {algorithm} digest is :{received}: but Content-Digest announced :{expected}:; "
+               f"job {job_id} failed and nothing of it was kept")
+    services().jobs.abort_upload(job_id, "digest_mismatch", message, bytes_received=receipt.bytes_received)
+    raise ApiError(400, "digest_mismatch", message, {
+        "job_id": job_id, "algorithm": algorithm, "expected": expected, "received": received,
+        "bytes_received": receipt.bytes_received,
+    })
+
+
 @bp.post("")
 def submit_job() -> Response:
-    """Create a job from a CSV / NDJSON / JSON-array body or multipart file; 202 with Location and the job."""
+    """Create a job from a CSV / NDJSON / JSON-array body or multipart file; 202 with Location and the job.
+
+    The job is sealed only once the whole body arrived (its length as announced, a chunked body's last chunk,
+    its Content-Digest if one was sent); any other ending fails it and deletes what it staged.
+    """
     svc = services()
     check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows)
     passthrough = _passthrough()
-    stream, fmt = open_upload(request, svc.settings.max_upload_bytes)
-    stream = HeartbeatStream(stream)
+    upload = open_upload(request, svc.settings.max_upload_bytes)
+    stream = HeartbeatStream(upload.rows)
     # The C heap left free by earlier /predict bodies (tens of MB, kept warm for the next one) goes back to
     # the system first, so that a long upload's resident size is its own working set.
     release_free_heap()
-    chunks = _read_chunks(stream, fmt, passthrough)
-    scorer = svc.scorer
-    job = svc.jobs.create(g.tenant, fmt=fmt, passthrough=passthrough,
-                          model={"version": scorer.version, "sha256": scorer.sha256})
-    stream.beat = partial(svc.jobs.touch_upload, job["id"])
     try:
-        rows_total, chunks_total = _stage_upload(job["id"], chunks)
-        svc.jobs.seal(job["id"], rows_total, chunks_total)
+        chunks = _read_chunks(stream, upload.fmt, passthrough)
+    except IncompleteBody as exc:
+        raise incomplete_body(exc, None) from None
+    scorer = svc.scorer
+    job = svc.jobs.create(g.tenant, fmt=upload.fmt, passthrough=passthrough,
+                          model={"version": scorer.version, "sha256": scorer.sha256})
+    job_id = job["id"]
+    stream.beat = partial(svc.jobs.touch_upload, job_id)
+    try:
+        rows_total, chunks_total = _stage_upload(job_id, chunks)
+        receipt = upload.body.finish()
     except UploadStopped:
-        closed = present(svc.jobs.get(g.tenant, job["id"]))
-        raise ApiError(409, "job_closed", f"job {job['id']} was {closed['state']} during its upload",
-                       {"job": closed}) from None
-    except ReadError as exc:
-        svc.jobs.abort_upload(job["id"], f"{exc.code}: {exc.message}")
-        raise read_error_to_api(exc) from None
+        closed = present(svc.jobs.get(g.tenant, job_id))
+        raise ApiError(409, "job_closed", f"job {job_id} was {closed['state']} during its upload",
+                       {"job_id": job_id, "job": closed}) from None
     except BaseException as exc:
-        # Whatever stopped the upload (413, client gone, a bug), the half-staged job must not stay open.
-        svc.jobs.abort_upload(job["id"], f"upload failed: {getattr(exc, 'code', None) or type(exc).__name__}")
-        raise
-    body = present(svc.jobs.get(g.tenant, job["id"]))
+        answer = _abort(job_id, exc)
+        if answer is None:
+            raise
+        raise answer from None
+    _check_digest(job_id, receipt, upload.announced)
+    svc.jobs.seal(job_id, rows_total, chunks_total, bytes_received=receipt.bytes_received, sha256=receipt.sha256)
+    body = present(svc.jobs.get(g.tenant, job_id))
     return json_response(body, 202, {"Location": body["links"]["self"]})
 
 

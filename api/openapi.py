@@ -105,6 +105,24 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 "description": "Once succeeded: whether every row scored or some rows failed (see the errors link).",
             },
             "reason": {"type": ["string", "null"], "description": "Why a job failed or was cancelled."},
+            "reason_code": {
+                "type": ["string", "null"],
+                "description": "Stable code of the reason: cancelled, upload_incomplete (the body did not arrive "
+                "whole), digest_mismatch (not the body the client hashed), upload_mismatch, stuck, too_large, or "
+                "the code of the read error that stopped the upload.",
+            },
+            "upload": {
+                "type": "object",
+                "description": "What arrived of the body: its size and sha256 (hex) once complete; the bytes "
+                "received and expected when it was cut short; results_deleted when nothing of the job was kept.",
+                "properties": {
+                    "complete": {"type": "boolean"},
+                    "bytes_received": {"type": ["integer", "null"]},
+                    "bytes_expected": {"type": ["integer", "null"]},
+                    "sha256": {"type": ["string", "null"]},
+                    "results_deleted": {"type": "boolean"},
+                },
+            },
             "format": {"type": ["string", "null"]},
             "passthrough": {"type": ["string", "null"]},
             "upload_complete": {"type": "boolean"},
@@ -209,6 +227,12 @@ def _jobs(settings: Settings) -> dict[str, Any]:
             "refused before any job exists.",
             "security": [{"bearer": []}, {"apiKey": []}],
             "parameters": [{
+                "name": "Content-Digest", "in": "header", "required": False,
+                "description": "RFC 9530 digest of the body, e.g. sha-256=:<base64>: (sha-256 or sha-512). The body "
+                "received is checked against it before the job is sealed; every body's size and sha256 are recorded "
+                "in the job's upload object in any case.",
+                "schema": {"type": "string", "maxLength": 512},
+            }, {
                 "name": "id_column", "in": "query", "required": False,
                 "description": "A client column carried through to every result row, for joining back "
                 "(not `row` nor the name of a result column). The CSV header or first record must name it (400 "
@@ -223,8 +247,11 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                     "headers": {"Location": {"schema": {"type": "string"}}},
                     **job_response,
                 },
-                "400": _error("Malformed body (with line and column), missing required or id_column columns, or an "
-                              "invalid id_column"),
+                "400": _error("Malformed body (with line and column), missing required or id_column columns, an "
+                              "invalid id_column or Content-Digest header; incomplete_body when the body ended before "
+                              "its Content-Length or last chunk, or the connection broke; digest_mismatch when it is "
+                              "not the body Content-Digest announced. An error raised after the job was created "
+                              "names it in details.job_id: that job is failed and nothing of it is kept."),
                 "409": _error("The job was cancelled or failed while its upload was still arriving"),
                 "413": _error("Body larger than the upload limit (refused as soon as the limit is passed)"),
                 "415": _error("Unsupported Content-Type, or a charset other than UTF-8"),

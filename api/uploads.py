@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from flask import Request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
 
@@ -17,6 +23,10 @@ READ_SIZE = 256 * 1024
 MULTIPART_BUFFER_LIMIT = 1024 * 1024
 SUPPORTED_UPLOAD_TYPES = "text/csv, application/x-ndjson, application/json or multipart/form-data with a file part"
 UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
+# RFC 9530 algorithms checked in a Content-Digest header; every upload is hashed with sha-256 in any case.
+DIGESTS: dict[str, Callable[[], Any]] = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+# One member of the Content-Digest dictionary (RFC 8941 byte sequence): `sha-256=:<base64>:`.
+DIGEST_MEMBER_RE = re.compile(r"\s*([a-z][a-z0-9_.*-]*)\s*=\s*:([A-Za-z0-9+/=]*):\s*(?:;[^,]*)?")
 
 
 def too_large(limit: int) -> ApiError:
@@ -30,21 +40,103 @@ def check_declared_length(req: Request, limit: int) -> None:
         raise too_large(limit)
 
 
-class LimitedStream:
-    """A read-only view of `raw` that raises 413 as soon as more than `limit` bytes have been read."""
+class IncompleteBody(Exception):
+    """The body did not end as its framing said it would: shorter than its Content-Length, a chunked body
+    without its last chunk or with a malformed chunk, or the connection dropped mid-body."""
 
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
+    def __init__(self, received: int, expected: int | None, cause: str) -> None:
+        super().__init__(cause)
+        self.received = received
+        self.expected = expected
+        self.cause = cause
+
+    def describe(self) -> str:
+        """One line for a job's reason and an error message."""
+        of = f" of the {self.expected} announced by Content-Length" if self.expected is not None else ""
+        return f"the request body ended early: {self.cause} after {self.received} bytes{of}"
+
+
+# What a server's input stream raises when the body cannot be read to its end: a socket error or timeout
+# (OSError, gunicorn's NoMoreData), gunicorn's framing errors (a bad chunk size, a chunk without its CRLF) and
+# werkzeug's own check of Content-Length (ClientDisconnected).
+BODY_FRAMING_ERRORS: tuple[type[BaseException], ...] = (OSError, ClientDisconnected)
+try:
+    from gunicorn.http.errors import ParseException as _GunicornParseError
+
+    BODY_FRAMING_ERRORS += (_GunicornParseError,)
+except ImportError:  # pragma: no cover - gunicorn is a dependency; only a bare WSGI server lacks it
+    pass
+
+
+@dataclass(frozen=True)
+class BodyReceipt:
+    """What arrived of a body that ended properly: its length and its digests by RFC 9530 algorithm name."""
+
+    bytes_received: int
+    digests: dict[str, bytes]
+
+    @property
+    def sha256(self) -> str:
+        """The body's sha256 in hex (every upload is hashed with it)."""
+        return self.digests["sha-256"].hex()
+
+
+class LimitedStream:
+    """A read-only view of a request body that counts and hashes what it reads.
+
+    It raises 413 as soon as more than `limit` bytes have been read, and `IncompleteBody` when the body ends
+    before `expected` bytes (Content-Length) or the server reports the framing broken or the client gone, so
+    a cut body can never look like a short one.
+    """
+
+    def __init__(self, raw: BinaryIO, limit: int, expected: int | None = None,
+                 algorithms: tuple[str, ...] = ()) -> None:
         self._raw = raw
         self._limit = limit
+        self._expected = expected
+        self._hashes = {name: DIGESTS[name]() for name in algorithms}
+        self._ended = False
         self.bytes_read = 0
 
     def read(self, size: int = -1) -> bytes:
-        """Up to `size` bytes (never an unbounded read: -1 means one read-size block)."""
-        data = self._raw.read(READ_SIZE if size is None or size < 0 else size)
+        """Up to `size` bytes (never an unbounded read: -1 means one read-size block); b"" once the body ended."""
+        if self._ended:
+            return b""
+        try:
+            data = self._raw.read(READ_SIZE if size is None or size < 0 else size)
+        except BODY_FRAMING_ERRORS as exc:
+            raise IncompleteBody(self.bytes_read, self._expected, _framing_cause(exc)) from None
+        if not data:
+            if self._expected is not None and self.bytes_read < self._expected:
+                raise IncompleteBody(self.bytes_read, self._expected, "the connection closed")
+            self._ended = True
+            return b""
         self.bytes_read += len(data)
         if self.bytes_read > self._limit:
             raise too_large(self._limit)
+        for digest in self._hashes.values():
+            digest.update(data)
         return data
+
+    def finish(self) -> BodyReceipt:
+        """Read what is left of the body (a trailing newline, a multipart epilogue) and confirm it ended."""
+        while self.read(READ_SIZE):
+            pass
+        return BodyReceipt(self.bytes_read, {name: digest.digest() for name, digest in self._hashes.items()})
+
+
+def _framing_cause(exc: BaseException) -> str:
+    """Why the server could not read the body on, in a few words for the client."""
+    name = type(exc).__name__
+    if name == "InvalidChunkSize":
+        return "a chunk size line was malformed"
+    if name in {"ChunkMissingTerminator", "InvalidChunkExtension"}:
+        return "a chunk was not terminated properly"
+    if name == "NoMoreData":
+        return "the connection closed before the last chunk"
+    if isinstance(exc, TimeoutError):
+        return "the client stopped sending"
+    return "the connection closed"
 
 
 def read_body(req: Request, limit: int) -> bytes:
@@ -153,10 +245,51 @@ class MultipartFileStream:
         return media_type_format(self.content_type) or filename_format(self.filename)
 
 
-def open_upload(req: Request, limit: int) -> tuple[BinaryIO | MultipartFileStream | LimitedStream, str]:
-    """The upload as a bounded stream and its reader format, or 413/415/400 before reading rows."""
+def content_digests(header: str | None) -> dict[str, bytes]:
+    """The digests a client announced in `Content-Digest` (RFC 9530) that we check, by algorithm.
+
+    No header: nothing to check. A header that cannot be parsed, or that names none of the algorithms we
+    compute, is refused with 400 before the body is read: the client asked for a check we cannot make.
+    """
+    if header is None:
+        return {}
+    announced: dict[str, bytes] = {}
+    for member in header.split(","):
+        match = DIGEST_MEMBER_RE.fullmatch(member)
+        if match is None:
+            raise ApiError(400, "invalid_header", "Content-Digest must be a list of algorithm=:base64: members "
+                           "(RFC 9530), for example sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+                           {"header": "Content-Digest"})
+        try:
+            value = base64.b64decode(match.group(2), validate=True)
+        except binascii.Error:
+            raise ApiError(400, "invalid_header", f"Content-Digest {match.group(1)} is not valid base64",
+                           {"header": "Content-Digest"}) from None
+        announced[match.group(1)] = value
+    checked = {name: value for name, value in announced.items() if name in DIGESTS}
+    if not checked:
+        raise ApiError(400, "invalid_header", f"Content-Digest names no algorithm we check: send one of "
+                       f"{', '.join(DIGESTS)}", {"header": "Content-Digest", "supported": list(DIGESTS)})
+    return checked
+
+
+@dataclass
+class Upload:
+    """An upload being received: the stream its rows are read from, its reader format, the whole body as
+    counted and hashed, and the digests the client announced."""
+
+    rows: BinaryIO | MultipartFileStream | LimitedStream
+    fmt: str
+    body: LimitedStream
+    announced: dict[str, bytes]
+
+
+def open_upload(req: Request, limit: int) -> Upload:
+    """The upload as a bounded, counted stream and its reader format, or 413/415/400 before reading rows."""
     check_declared_length(req, limit)
-    raw = LimitedStream(req.stream, limit)
+    announced = content_digests(req.headers.get("Content-Digest"))
+    algorithms = tuple(dict.fromkeys(("sha-256", *announced)))
+    raw = LimitedStream(req.stream, limit, req.content_length, algorithms)
     content_type = req.headers.get("Content-Type")
     mimetype, options = parse_options_header(content_type or "")
     if mimetype.lower() == "multipart/form-data":
@@ -168,9 +301,14 @@ def open_upload(req: Request, limit: int) -> tuple[BinaryIO | MultipartFileStrea
         fmt = part.upload_format()
         if fmt is None:
             raise unsupported_media_type(part.content_type or part.filename or None)
-        return part, fmt
+        return Upload(part, fmt, raw, announced)
     fmt = media_type_format(content_type)
     if fmt is None:
         raise unsupported_media_type(content_type)
     check_charset(content_type)
-    return raw, fmt
+    return Upload(raw, fmt, raw, announced)
+
+
+def digest_mismatch(receipt: BodyReceipt, announced: dict[str, bytes]) -> str | None:
+    """The first announced algorithm whose digest differs from the body's, or None when all agree."""
+    return next((name for name, value in announced.items() if receipt.digests[name] != value), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -102,18 +103,28 @@ class JobStore:
                           [index, payload, first_row, rows, repr(time.time())])
         return _text(reply)
 
-    def seal(self, job_id: str, rows_total: int, chunks_total: int) -> str:
-        """Mark the upload complete; returns the state after it (or 'gone')."""
+    def seal(self, job_id: str, rows_total: int, chunks_total: int,
+             record: Mapping[str, str | int] | None = None) -> str:
+        """Mark the upload complete, adding `record`'s fields (what arrived) to the job in the same step;
+        returns the state after it (or 'gone')."""
         k = self.keys(job_id)
+        flat = [str(item) for pair in (record or {}).items() for item in pair]
         reply = self._run("seal_job", [k.job, active_index(self.prefix)],
-                          [job_id, rows_total, chunks_total, repr(time.time())])
+                          [job_id, rows_total, chunks_total, repr(time.time()), *flat])
         return _text(reply)
 
-    def close(self, job_id: str, state: str, reason: str) -> str:
-        """Move an open job to `state` (cancelled or failed); returns the state after it (or 'gone')."""
+    def close(self, job_id: str, state: str, code: str, reason: str, *, purge: bool = False,
+              record: Mapping[str, str | int] | None = None) -> str:
+        """Move an open job to `state` (cancelled or failed) with a stable reason `code` and a message.
+
+        `purge` also deletes what was already scored (for a job whose input never arrived whole); `record`
+        adds fields to the job hash in the same step. Returns the state after it (or 'gone').
+        """
         k = self.keys(job_id)
+        flat = [str(item) for pair in (record or {}).items() for item in pair]
         reply = self._run("close_job", [k.job, k.committed, k.chunks, active_index(self.prefix)],
-                          [job_id, state, reason, repr(time.time()), k.staged("")])
+                          [job_id, state, code, reason, repr(time.time()), "1" if purge else "0",
+                           k.staged(""), k.result(""), k.errors(""), *flat])
         return _text(reply)
 
     def start_chunk(

@@ -40,6 +40,17 @@ def _int(fields: Mapping[str, str], name: str) -> int:
     return int(fields.get(name) or 0)
 
 
+def _upload(f: Mapping[str, str], sealed: bool) -> dict[str, Any]:
+    """What arrived of the job's body: its size and sha256 once complete, what was expected when it was cut."""
+    return {
+        "complete": sealed,
+        "bytes_received": int(f["bytes_received"]) if f.get("bytes_received") else None,
+        "bytes_expected": int(f["bytes_expected"]) if f.get("bytes_expected") else None,
+        "sha256": f.get("sha256") or None,
+        "results_deleted": bool(f.get("purged_at")),
+    }
+
+
 def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
     """The public job object built from its stored fields."""
     sealed = f.get("sealed") == "1"
@@ -63,9 +74,11 @@ def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
         "state": state,
         "outcome": f.get("outcome") or None,
         "reason": f.get("reason") or None,
+        "reason_code": f.get("reason_code") or None,
         "format": f.get("fmt") or None,
         "passthrough": f.get("passthrough") or None,
         "upload_complete": sealed,
+        "upload": _upload(f, sealed),
         "created_at": _iso(f.get("created_at")),
         "started_at": _iso(f.get("started_at")),
         "finished_at": _iso(f.get("finished_at")),
@@ -141,19 +154,30 @@ class JobService:
         self.enqueue(job_id, index)
         return True
 
-    def seal(self, job_id: str, rows_total: int, chunks_total: int) -> dict[str, Any]:
+    def seal(self, job_id: str, rows_total: int, chunks_total: int, *, bytes_received: int | None = None,
+             sha256: str | None = None) -> dict[str, Any]:
         """Mark the upload complete; the job succeeds at once if every chunk already committed.
 
-        The totals must match what was staged (records consumed, including unreadable ones; chunks staged),
-        else the job fails at once with a reason instead of waiting for chunks that will never come.
+        Call it only once the whole body arrived; `bytes_received` and `sha256` (hex) record what did. The
+        totals must match what was staged (records consumed, including unreadable ones; chunks staged), else
+        the job fails at once with a reason instead of waiting for chunks that will never come.
         """
-        if self.store.seal(job_id, rows_total, chunks_total) == "gone":
+        record = {"bytes_received": bytes_received} if bytes_received is not None else {}
+        record |= {"sha256": sha256} if sha256 else {}
+        if self.store.seal(job_id, rows_total, chunks_total, record) == "gone":
             raise JobNotFound(job_id)
         return self._render(job_id, self._fields(job_id))
 
-    def abort_upload(self, job_id: str, reason: str) -> None:
-        """Fail a job whose upload could not be completed (unreadable body, client gone, ...)."""
-        self.store.close(job_id, "failed", reason)
+    def abort_upload(self, job_id: str, code: str, reason: str, *, bytes_received: int | None = None,
+                     bytes_expected: int | None = None) -> None:
+        """Fail a job whose upload could not be completed (body cut short, unreadable, too large, client gone).
+
+        Everything it staged or already scored is deleted at once: a result of part of an upload is never
+        shown. `code` is the stable reason code (`upload_incomplete`, `digest_mismatch`, a read error's code).
+        """
+        record = {"bytes_received": bytes_received} if bytes_received is not None else {}
+        record |= {"bytes_expected": bytes_expected} if bytes_expected is not None else {}
+        self.store.close(job_id, "failed", code, reason, purge=True, record=record)
 
     def get(self, tenant: str, job_id: str) -> dict[str, Any]:
         """The tenant's job; JobNotFound for unknown or foreign ids, JobExpired past its retention."""
@@ -183,7 +207,7 @@ class JobService:
     def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
         """Cancel the tenant's job: chunks not started are skipped, scored ones stay readable."""
         self._owned(tenant, job_id)
-        self.store.close(job_id, "cancelled", "cancelled by the client")
+        self.store.close(job_id, "cancelled", "cancelled", "cancelled by the client")
         return self._render(job_id, self._fields(job_id))
 
     def iter_result_tables(self, tenant: str, job_id: str) -> Iterator[pa.Table]:

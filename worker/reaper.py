@@ -36,8 +36,8 @@ class ReapReport:
 
 def stuck_reason(
     fields: dict[str, str], settings: Settings, now: float, cluster_last_commit: Callable[[], float]
-) -> str | None:
-    """Why an open job can no longer finish, or None.
+) -> tuple[str, str] | None:
+    """Why an open job can no longer finish (a reason code and a message), or None.
 
     Either its upload went silent, or neither it nor any other job moved for `stuck_job_seconds`: while the
     cluster commits chunks, a job that waits its turn behind a backlog is queued, not stuck.
@@ -45,20 +45,24 @@ def stuck_reason(
     if fields.get("state") not in OPEN_STATES:
         return None
     if fields.get("sealed") != "1" and now - float(fields["upload_heartbeat"]) > settings.upload_idle_seconds:
-        return (f"upload interrupted: no data arrived for {settings.upload_idle_seconds}s "
+        return ("upload_incomplete", f"upload interrupted: no data arrived for {settings.upload_idle_seconds}s "
                 "and the upload never completed")
     # The cluster-wide time is read only for a job that is itself idle: polls of a moving job cost nothing more.
     if (now - float(fields["last_activity"]) > settings.stuck_job_seconds
             and now - cluster_last_commit() > settings.stuck_job_seconds):
-        return (f"job stuck: no chunk of it or of any other job started or finished for "
+        return ("stuck", f"job stuck: no chunk of it or of any other job started or finished for "
                 f"{settings.stuck_job_seconds}s (are any workers running?)")
     return None
 
 
 def fail_if_stuck(store: JobStore, settings: Settings, job_id: str, fields: dict[str, str]) -> str | None:
     """Fail the job when `stuck_reason` says so; returns the reason given."""
-    reason = stuck_reason(fields, settings, time.time(), store.last_cluster_commit)
-    if reason is not None and store.close(job_id, "failed", reason) == "failed":
+    stuck = stuck_reason(fields, settings, time.time(), store.last_cluster_commit)
+    if stuck is None:
+        return None
+    code, reason = stuck
+    # An upload that never ended is failed like one cut short: nothing it staged is shown as a result.
+    if store.close(job_id, "failed", code, reason, purge=code == "upload_incomplete") == "failed":
         log.warning("job %s failed by the reaper: %s", job_id, reason)
         return reason
     return None

@@ -50,7 +50,7 @@ def test_a_duplicate_commit_is_counted_once(service: JobService) -> None:
 def test_a_commit_to_a_closed_or_missing_job_counts_nothing(service: JobService) -> None:
     store = service.store
     job_id = new_staged_job(store)
-    store.close(job_id, "cancelled", "by the client")
+    store.close(job_id, "cancelled", "cancelled", "by the client")
     assert store.commit_chunk(job_id, 0, b"r", b"", 10, 0, seconds=0.2) == "cancelled"
     assert store.commit_chunk("zzzz-00000000000000000000", 0, b"r", b"", 10, 0, seconds=0.2) == "gone"
     assert store.redis.exists(metrics_key(store.prefix)) == 0
@@ -108,7 +108,7 @@ def test_state_counts_cover_every_live_job_and_forget_expired_ones(
     running = new_staged_job(store)
     store.start_chunk(running, 0, "h|1|0.0", 3, ("v", "s"))
     cancelled = new_staged_job(store)
-    store.close(cancelled, "cancelled", "by the client")
+    store.close(cancelled, "cancelled", "cancelled", "by the client")
     new_staged_job(store)
     expired = new_staged_job(store)
     # An expired job's hash is gone; its entry in the live index is dropped at the next count.

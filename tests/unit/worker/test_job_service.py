@@ -14,7 +14,8 @@ from worker.jobs import JobService
 from worker.keys import new_job_id
 from worker.processing import ChunkProcessor
 
-JOB_FIELDS = {"id", "state", "outcome", "reason", "format", "passthrough", "upload_complete", "created_at",
+JOB_FIELDS = {"id", "state", "outcome", "reason", "reason_code", "upload", "format", "passthrough", "upload_complete",
+              "created_at",
               "started_at", "finished_at", "expires_at", "rows_total", "rows_done", "rows_failed", "chunks_total",
               "chunks_done", "progress", "rows_per_second", "eta_seconds", "model"}
 
@@ -121,9 +122,23 @@ def test_queued_rows_counts_staged_rows_not_yet_scored(
     assert service.queued_rows() == 600
     processor.process(*queued[0])
     assert service.queued_rows() == 400
-    service.abort_upload(job_id, "client went away")
+    service.abort_upload(job_id, "upload_incomplete", "client went away", bytes_received=10, bytes_expected=20)
     assert service.queued_rows() == 0
-    assert service.get("acme", job_id)["reason"] == "client went away"
+    job = service.get("acme", job_id)
+    assert (job["state"], job["reason_code"], job["reason"]) == ("failed", "upload_incomplete", "client went away")
+    assert job["upload"] == {"complete": False, "bytes_received": 10, "bytes_expected": 20, "sha256": None,
+                             "results_deleted": True}
+    # What was scored of the partial upload is gone with it: no result of part of a body is ever shown.
+    assert [t.num_rows for t in service.iter_result_tables("acme", job_id)] == []
+
+
+def test_a_sealed_job_shows_the_size_and_digest_of_its_body(service: JobService, chunks: list[Chunk]) -> None:
+    job_id = service.create("acme", fmt="csv")["id"]
+    for index, chunk in enumerate(chunks):
+        service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+    job = service.seal(job_id, sum(c.rows for c in chunks), len(chunks), bytes_received=123, sha256="ab" * 32)
+    assert job["upload"] == {"complete": True, "bytes_received": 123, "bytes_expected": None, "sha256": "ab" * 32,
+                             "results_deleted": False}
 
 
 def test_a_chunk_without_records_is_refused(service: JobService, chunks: list[Chunk]) -> None:

@@ -142,15 +142,33 @@ def test_a_closed_job_skips_its_chunks_and_discards_late_results(store: JobStore
         stage(store, job_id, index)
     commit(store, job_id, 0)
     store.start_chunk(job_id, 2, "h|1|0.0", 3, MODEL)  # in flight when the job closes
-    assert store.close(job_id, state, "why") == state
+    assert store.close(job_id, state, "some_code", "why") == state
     assert [store.staged_payload(job_id, i) for i in range(3)] == [None, None, None]
     assert store.start_chunk(job_id, 1, "h|1|0.0", 3, MODEL).action == "closed"
     assert commit(store, job_id, 2) == state
     assert store.leases(job_id) == {}
     fields = store.fields(job_id) or {}
-    assert (fields["chunks_done"], fields["reason"]) == ("1", "why")
+    assert (fields["chunks_done"], fields["reason_code"], fields["reason"]) == ("1", "some_code", "why")
     assert store.payload(store.keys(job_id).result(0)) == b"result-0"
-    assert store.close(job_id, "failed", "again") == state
+    assert store.close(job_id, "failed", "other", "again") == state
+
+
+def test_a_purging_close_deletes_what_was_scored_and_records_what_arrived(store: JobStore) -> None:
+    job_id = new_job(store)
+    for index in range(3):
+        stage(store, job_id, index)
+    commit(store, job_id, 0)
+    record = {"bytes_received": 28_672, "bytes_expected": 85_000}
+    assert store.close(job_id, "failed", "upload_incomplete", "cut", purge=True, record=record) == "failed"
+    keys = store.keys(job_id)
+    assert [store.staged_payload(job_id, i) for i in range(3)] == [None, None, None]
+    assert store.payload(keys.result(0)) is None
+    assert list(store.committed(job_id)) == [0]  # the guard stays: a late duplicate commit is still refused
+    assert commit(store, job_id, 1) == "failed"
+    assert store.payload(keys.result(1)) is None
+    fields = store.fields(job_id) or {}
+    assert (fields["bytes_received"], fields["bytes_expected"]) == ("28672", "85000")
+    assert fields["purged_at"]
 
 
 def test_operations_on_a_missing_job_create_nothing(client: fakeredis.FakeRedis, store: JobStore) -> None:
@@ -159,7 +177,7 @@ def test_operations_on_a_missing_job_create_nothing(client: fakeredis.FakeRedis,
     assert store.start_chunk(job_id, 0, "h|1|0.0", 3, MODEL).action == "gone"
     assert commit(store, job_id, 0) == "gone"
     assert store.seal(job_id, 1, 1) == "gone"
-    assert store.close(job_id, "cancelled", "x") == "gone"
+    assert store.close(job_id, "cancelled", "cancelled", "x") == "gone"
     assert client.keys("*") == []
 
 

@@ -43,6 +43,7 @@ def test_an_upload_that_went_silent_is_failed(service: JobService, chunks: list[
     assert list(report.failed) == [job_id]
     job = service.get("acme", job_id)
     assert job["state"] == "failed" and job["reason"].startswith("upload interrupted")
+    assert job["reason_code"] == "upload_incomplete" and job["upload"]["results_deleted"]
     assert [service.store.staged_payload(job_id, i) for i in range(3)] == [None] * 3
     assert job_id not in service.store.active_jobs()
 
