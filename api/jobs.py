@@ -113,6 +113,8 @@ def incomplete_body(exc: IncompleteBody, job_id: str | None) -> ApiError:
     details: dict[str, Any] = {"bytes_received": exc.received, "bytes_expected": exc.expected}
     if job_id is not None:
         details["job_id"] = job_id
+    log.warning("upload %s: %s", f"of job {job_id} failed" if job_id else "refused before a job existed",
+                exc.describe())
     message = exc.describe() + (f"; job {job_id} failed and nothing of it was kept" if job_id else "")
     return ApiError(400, "incomplete_body", message, details)
 

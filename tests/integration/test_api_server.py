@@ -3,9 +3,12 @@ streamed to real Celery workers, size limits enforced before the body is read, m
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -15,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 import requests
 
 from model.synth import iter_synth
@@ -182,3 +186,131 @@ def test_streamed_oversize_is_refused_as_soon_as_the_limit_passes(server: Server
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b'"too_large"' in answer
     assert sent < 3 * UPLOAD_LIMIT
+
+
+# --- upload integrity: what the service records when a body does not arrive whole ------------------------
+
+
+@pytest.fixture(scope="module")
+def csv_body() -> bytes:
+    """About 7 MB of synthetic CSV (8,000 rows, 4 chunks): the job exists well before the body ends."""
+    table = next(iter_synth(8_000, seed=12, chunk_rows=8_000))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=table.column_names)
+    writer.writeheader()
+    writer.writerows(table.to_pylist())
+    body = out.getvalue().encode()
+    assert len(body) < UPLOAD_LIMIT
+    return body
+
+
+def upload_head(length: int | None, content_type: str = "text/csv") -> bytes:
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer server-key\r\n"
+            f"Content-Type: {content_type}\r\n{framing}\r\n\r\n").encode()
+
+
+def chunked(body: bytes, size: int = 64 * 1024) -> bytes:
+    """`body` in chunked framing, without the terminating zero-length chunk."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size))
+
+
+def end_connection(sock: socket.socket, how: str) -> bytes:
+    """End the client's side as `how` says; the server's answer when it can still be read."""
+    if how == "half_close":
+        sock.shutdown(socket.SHUT_WR)
+        return read_answer(sock)
+    if how == "reset":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    return b""
+
+
+def acme_jobs(server: Server) -> dict[str, dict[str, Any]]:
+    items: dict[str, dict[str, Any]] = {}
+    url, cursor = f"{server.url}/v1/jobs?limit=100", ""
+    while True:
+        page = requests.get(f"{url}&cursor={cursor}", headers=KEY, timeout=10).json()
+        items |= {job["id"]: job for job in page["items"]}
+        if not (cursor := page["next_cursor"]):
+            return items
+
+
+def settled_new_jobs(server: Server, before: set[str], *, expected: int = 0) -> dict[str, dict[str, Any]]:
+    """The jobs created since `before`, once at least `expected` exist and none of them is still open (a
+    server that lost its client may still be reading what arrived when this is first called)."""
+    deadline = time.monotonic() + 60
+    while True:
+        new = {job_id: job for job_id, job in acme_jobs(server).items() if job_id not in before}
+        if len(new) >= expected and all(job["state"] not in {"queued", "running"} for job in new.values()):
+            return new
+        assert time.monotonic() < deadline, new
+        time.sleep(0.2)
+
+
+CUTS = {
+    # name: (framing, bytes sent as a share of the body, where the cut falls, how the client ends)
+    "short_body_at_a_row_boundary_after_several_chunks": ("length", 0.8, "boundary", "half_close"),
+    "disconnect_mid_record": ("length", 0.6, "mid_record", "reset"),
+    "disconnect_at_a_row_boundary": ("length", 0.75, "boundary", "close"),
+    "disconnect_inside_the_first_chunk": ("length", 0.05, "mid_record", "close"),
+    "chunked_without_its_last_chunk": ("chunked", 0.7, "boundary", "half_close"),
+    "chunked_cut_inside_a_chunk": ("chunked", 0.6, "mid_chunk", "reset"),
+    "chunked_with_a_bad_chunk_size": ("chunked", 0.5, "bad_size", "half_close"),
+}
+
+
+@pytest.mark.parametrize("case", list(CUTS))
+def test_a_body_that_does_not_arrive_whole_never_becomes_a_succeeded_job(
+    server: Server, celery_workers: Any, worker_settings: Settings, csv_body: bytes, scorer: Any, case: str
+) -> None:
+    celery_workers.start()
+    framing, share, where, how = CUTS[case]
+    at = int(len(csv_body) * share)
+    if where == "boundary":
+        at = csv_body.rindex(b"\n", 0, at) + 1
+    sent = csv_body[:at]
+    if framing == "length":
+        wire, head = sent, upload_head(len(csv_body))
+    else:
+        wire, head = chunked(sent), upload_head(None)
+        if where == "mid_chunk":
+            wire = wire[: len(wire) - 1000]
+        elif where == "bad_size":
+            wire += b"zz-not-hex\r\nmonday\r\n"
+    before = set(acme_jobs(server))
+    with raw_request(server.port, head) as sock:
+        sock.sendall(wire)
+        answer = end_connection(sock, how)
+    # Past the first chunk the job exists (a reset may discard what the server had not read yet).
+    must_exist = share > 0.4 and how != "reset"
+    new = settled_new_jobs(server, before, expected=1 if must_exist else 0)
+    if not must_exist:
+        time.sleep(1)  # whatever the server makes of the cut body is recorded by now
+        new = settled_new_jobs(server, before)
+
+    for job in new.values():  # a job may or may not exist (cut before it was created), but never succeeds
+        assert (job["state"], job["reason_code"]) == ("failed", "upload_incomplete"), job
+        assert job["upload"]["complete"] is False and job["upload"]["results_deleted"] is True
+        assert requests.get(f"{server.url}{job['links']['results']}?format=ndjson", headers=KEY,
+                            timeout=30).content == b""
+        if framing == "length":
+            assert job["upload"]["bytes_expected"] == len(csv_body)
+            assert job["upload"]["bytes_received"] <= len(sent)
+    assert len(new) <= 1
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+        error = orjson.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+        assert error["code"] == "incomplete_body"
+        assert error["details"].get("job_id") in (set(new) | {None})
+    # Nothing of the failed jobs is left in Redis but their records; the service goes on as before.
+    store = redis.Redis.from_url(worker_settings.redis_url)
+    for job_id in new:
+        leftovers = [k for k in store.scan_iter(f"{worker_settings.key_prefix}:job:{job_id}:*")
+                     if k.split(b":")[-2] in {b"in", b"res", b"err"}]
+        assert leftovers == []
+    whole = requests.post(f"{server.url}/v1/jobs", data=csv_body[: csv_body.index(b"\n", 20_000) + 1],
+                          headers={**KEY, "Content-Type": "text/csv"}, timeout=60)
+    assert whole.status_code == 202, whole.text
+    done = settled_new_jobs(server, before | set(new), expected=1)
+    assert [(job["state"], job["outcome"]) for job in done.values()] == [("succeeded", "all_rows_scored")]
