@@ -263,3 +263,15 @@ def test_a_formula_like_id_column_name_is_defused_in_csv_results(client, make_ro
     assert "'" + name in next(csv.reader([header]))
     as_json = orjson.loads(client.get(f"{job['links']['results']}?format=json", headers=KEY_A).data)
     assert [r[name] for r in as_json] == ["c0", "c1", "c2"]
+
+
+def test_a_body_passing_the_limit_mid_upload_names_its_failed_job(make_app, make_rows) -> None:
+    body = to_csv(make_rows(60_000))
+    client = make_app(auth_mode="required", api_keys="ka:acme", chunk_rows=5_000,
+                      max_upload_bytes=len(body) // 2).test_client()
+    response = client.post("/v1/jobs", input_stream=io.BytesIO(body), headers={**KEY_A, "Content-Type": "text/csv"},
+                           environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True})  # as chunked
+    assert response.status_code == 413
+    error = response.get_json()["error"]
+    job = client.get(f"/v1/jobs/{error['details']['job_id']}", headers=KEY_A).get_json()
+    assert (job["state"], job["reason_code"], job["upload"]["results_deleted"]) == ("failed", "too_large", True)
