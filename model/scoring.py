@@ -20,6 +20,7 @@ from scipy.special import expit
 from model.artifact import Artifact, load_artifact
 from model.errors import RowError
 from model.pipeline import Frame, build_pipeline
+from model.profile import TrainingProfile, profile_of
 from model.schema import ROW_COLUMN
 
 OUTCOME, PHAT = "business_outcome", "phat"
@@ -36,6 +37,9 @@ class ScoreResult:
     inputs: np.ndarray  # the model inputs as fed to the GLM, columns in `feature_names` (sorted) order
     feature_names: tuple[str, ...]
     errors: list[RowError] = field(default_factory=list)
+    # The scored rows' cleaned raw inputs before imputation (NaN missing, categoricals as level codes), columns
+    # in `Scorer.input_columns` order: what a data-quality summary measures.
+    cleaned: np.ndarray | None = None
 
     @property
     def output_columns(self) -> list[str]:
@@ -121,6 +125,17 @@ class Scorer:
         return self.artifact.params.required_columns
 
     @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns of `ScoreResult.cleaned`: the numeric inputs, then the categorical ones."""
+        params = self.artifact.params
+        return (*params.numeric_columns, *params.categorical_levels)
+
+    @cached_property
+    def profile(self) -> TrainingProfile:
+        """The model's training figures, for data-quality comparisons."""
+        return profile_of(self.artifact)
+
+    @property
     def output_columns(self) -> list[str]:
         """Output column names, Python-sorted."""
         return sorted([OUTCOME, PHAT, *self.feature_names])
@@ -147,7 +162,7 @@ class Scorer:
     def _score(self, frame: Frame, rows: np.ndarray, errors: list[RowError]) -> ScoreResult:
         """Clean, transform the valid rows, apply the GLM and the cutoff."""
         batch = self._clean.clean(frame, rows)
-        X = batch.values[batch.valid] if batch.errors else batch.values
+        X = cleaned = batch.values[batch.valid] if batch.errors else batch.values
         with np.errstate(over="ignore", invalid="ignore"):  # extreme rows are caught below, as row errors
             for step in self._transforms:
                 X = step.transform(X)
@@ -157,7 +172,7 @@ class Scorer:
             # Finite inputs so extreme (|x| near 1e308) that the linear predictor is inf - inf.
             finite = np.isfinite(phat)
             errors = [*errors, *(RowError(int(r), None, "values too extreme to score") for r in valid_rows[~finite])]
-            phat, X, valid_rows = phat[finite], X[finite], valid_rows[finite]
+            phat, X, valid_rows, cleaned = phat[finite], X[finite], valid_rows[finite], cleaned[finite]
         all_errors = sorted([*errors, *batch.errors], key=lambda e: e.row) if errors else batch.errors
         return ScoreResult(
             rows=valid_rows,
@@ -166,6 +181,7 @@ class Scorer:
             inputs=X[:, self._order],
             feature_names=self.feature_names,
             errors=all_errors,
+            cleaned=cleaned,
         )
 
 

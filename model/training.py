@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from model.artifact import Artifact, save_artifact
 from model.params import ModelParams
 from model.pipeline import NoInterceptLogit, RawCleaner, build_pipeline
+from model.profile import PROFILE_KEY, measure_profile
 from model.schema import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, TARGET_COLUMN, dummy_name
 
 RANDOM_STATE = 13
@@ -37,6 +38,12 @@ CUTOFF_QUANTILE = 0.75
 LIFT_BINS = 20
 # A pruned model must give the very predictions the full 121-feature fit gave.
 _PRUNE_TOLERANCE = 1e-12
+TRAINED_PROVENANCE = {
+    "rows": "every row of the training file (the rows the final GLM was fit on)",
+    "numeric": "mean and standard deviation (ddof 0) of the observed values, and the share of rows missing",
+    "categorical": "share of each level among rows with a level, and the share of rows missing",
+    "outcome_share": "share of training rows with phat at or above the cutoff",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class TrainingResult:
     standard_errors: dict[str, float]
     l1_coefficients: dict[str, float]
     n_rows: int
+    profile: dict[str, Any]
 
     def metadata(self) -> dict[str, Any]:
         """Metrics and standard errors as artifact metadata."""
@@ -56,6 +64,7 @@ class TrainingResult:
             "metrics": {"auc": self.auc, "lift": self.lift.to_dict(orient="records"), "n_rows": self.n_rows},
             "standard_errors": self.standard_errors,
             "l1_selection_coefficients": self.l1_coefficients,
+            PROFILE_KEY: self.profile,
         }
 
 
@@ -116,6 +125,10 @@ def fit_notebook_model(frame: pd.DataFrame) -> TrainingResult:
     _check_pruned(params, frame, phat)
     auc = {part: float(roc_auc_score(y[rows], phat[rows])) for part, rows in split.items()}
     auc["all"] = float(roc_auc_score(y, phat))
+    used_numeric = [NUMERIC_COLUMNS.index(c) for c in params.numeric_columns]
+    used_codes = [list(levels).index(c) for c in params.categorical_levels]
+    profile = measure_profile(numeric[:, used_numeric], codes[:, used_codes], params)
+    profile |= {"outcome_share": float(np.mean(phat >= params.cutoff)), "provenance": TRAINED_PROVENANCE}
     return TrainingResult(
         params=params,
         auc=auc,
@@ -123,6 +136,7 @@ def fit_notebook_model(frame: pd.DataFrame) -> TrainingResult:
         standard_errors=dict(zip(selected, map(float, glm.bse_), strict=True)),
         l1_coefficients={names[i]: float(l1.coef_[0][i]) for i in order},
         n_rows=len(frame),
+        profile=profile,
     )
 
 

@@ -67,3 +67,17 @@ def test_money_formats_give_same_results(scorer: Scorer, real_rows: list[dict], 
     again = scorer.score_records([dict(row, x12=x12) for row, x12 in zip(real_rows, rewritten, strict=True)])
     np.testing.assert_array_equal(again.phat, original.phat)
     np.testing.assert_array_equal(again.business_outcome, original.business_outcome)
+
+
+def test_approved_training_profile_is_derived_from_the_model_and_the_real_rows(
+    scorer: Scorer, real_rows: list[dict]
+) -> None:
+    from model.profile import PROFILE_KEY, reference_profile
+
+    params = scorer.artifact.params
+    batch = scorer.pipeline.named_steps["clean"].clean(pd.DataFrame(real_rows))
+    k = len(params.numeric_columns)
+    derived = reference_profile(batch.values[:, :k], batch.values[:, k:], params)
+    assert scorer.artifact.metadata[PROFILE_KEY] == derived
+    assert scorer.profile.categorical["x5"].shares["thursday"] == 0.16  # 160 of the 1000 rows
+    assert scorer.profile.numeric["x44"].missing_rate == 0.03

@@ -41,6 +41,18 @@ def test_train_on_synthetic_rows_recovers_the_approved_model(tmp_path: Path) -> 
     assert scorer.cutoff == pytest.approx(np.quantile(result.phat, 0.75), abs=1e-12)
     assert result.business_outcome.mean() == pytest.approx(0.25, abs=1e-3)
 
+    # The training profile (data-quality reference) is measured on the training rows themselves.
+    frame = pd.read_csv(data)
+    profile = scorer.profile
+    assert scorer.sha256 == artifact.sha256  # the profile is metadata: the parameters' digest is unchanged
+    assert profile.numeric["x44"].missing_rate == frame["x44"].isna().mean()
+    assert profile.numeric["x44"].mean == pytest.approx(frame["x44"].mean(), rel=1e-12)
+    assert profile.numeric["x44"].sd == pytest.approx(frame["x44"].std(ddof=0), rel=1e-12)
+    shares = frame["x5"].value_counts(normalize=True)
+    assert profile.categorical["x5"].shares["monday"] == pytest.approx(shares["monday"])
+    assert profile.categorical["x31"].missing_rate == frame["x31"].isna().mean()
+    assert profile.outcome_share == pytest.approx(result.business_outcome.mean(), abs=1e-12)
+
 
 def test_notebook_split_sizes() -> None:
     split = split_indices(40_000)
