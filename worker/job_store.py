@@ -14,6 +14,7 @@ import redis
 
 from worker.chunk_metrics import ChunkMetrics, bucket_field
 from worker.keys import JobKeys, active_index, live_index, metrics_key, new_job_id, tenant_index
+from worker.summary import ChunkCounters
 
 OPEN_STATES = frozenset({"queued", "running"})
 CLOSED_STATES = frozenset({"succeeded", "failed", "cancelled"})
@@ -142,20 +143,21 @@ class JobStore:
         return StartDecision(action, 0, _text(reply[1]) if len(reply) > 1 else "")
 
     def commit_chunk(self, job_id: str, index: int, result: bytes, errors: bytes, rows_scored: int,
-                     rows_failed: int, *, seconds: float | None) -> str:
+                     rows_failed: int, *, seconds: float | None, summary: ChunkCounters | None = None) -> str:
         """Commit a chunk's outcome exactly once: 'committed', 'finished', 'ignored', a closed state, or 'gone'.
 
         `seconds` is the time spent scoring it (a chunk latency observation), None for a chunk failed without
-        being scored; the cluster-wide metrics hash is bumped by the same script, once.
+        being scored; the cluster-wide metrics hash is bumped by the same script, once. `summary` is what the
+        chunk adds to the job's summary hash, merged by the same script, once.
         """
         k = self.keys(job_id)
         timing = ["", ""] if seconds is None else [repr(float(seconds)), bucket_field(seconds)]
-        reply = self._run(
-            "commit_chunk",
-            [k.job, k.committed, k.result(index), k.errors(index), k.staged(index), k.leases,
-             active_index(self.prefix), metrics_key(self.prefix)],
-            [job_id, index, result, errors, rows_scored, rows_failed, repr(time.time()), *timing],
-        )
+        keys = [k.job, k.committed, k.result(index), k.errors(index), k.staged(index), k.leases,
+                active_index(self.prefix), metrics_key(self.prefix)]
+        args = [job_id, index, result, errors, rows_scored, rows_failed, repr(time.time()), *timing]
+        if summary is not None:
+            keys, args = [*keys, k.summary], [*args, *summary.as_args()]
+        reply = self._run("commit_chunk", keys, args)
         return _text(reply)
 
     def release_lease(self, job_id: str, index: int, lease: str, reason: str) -> bool:
@@ -198,6 +200,10 @@ class JobStore:
     def staged_payload(self, job_id: str, index: int) -> bytes | None:
         """A chunk's staged input, or None once committed, skipped or lost."""
         return self.redis.get(self.keys(job_id).staged(index))
+
+    def summary_fields(self, job_id: str) -> dict[str, str]:
+        """The job's merged summary counters as text (empty before any chunk committed)."""
+        return {_text(f): _text(v) for f, v in self.redis.hgetall(self.keys(job_id).summary).items()}
 
     def committed(self, job_id: str) -> list[int]:
         """Indexes of committed chunks, ascending."""

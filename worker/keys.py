@@ -75,6 +75,11 @@ class JobKeys:
         """Hash chunk index -> last failure reason of an attempt."""
         return f"{self.base}:reasons"
 
+    @property
+    def summary(self) -> str:
+        """Hash of the job's summary counters (worker.summary), merged by each chunk's commit."""
+        return f"{self.base}:summary"
+
     def staged(self, index: int | str) -> str:
         """Staged input of a chunk (deleted when the chunk commits or the job closes)."""
         return f"{self.base}:in:{index}"
@@ -89,7 +94,7 @@ class JobKeys:
 
     def all_fixed(self) -> list[str]:
         """The per-job keys whose names do not depend on a chunk index, job hash first."""
-        return [self.job, self.committed, self.chunks, self.attempts, self.leases, self.reasons]
+        return [self.job, self.committed, self.chunks, self.attempts, self.leases, self.reasons, self.summary]
 
 
 def tenant_index(prefix: str, tenant: str) -> str:

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from worker.job_store import JobStore, StartDecision
 from worker.staging import ERROR_SCHEMA, StagingError, decode_staged, encode_table, errors_table
+from worker.summary import ChunkCounters, chunk_counters, error_counters
 
 Enqueue = Callable[[str, int], None]
 
@@ -96,6 +97,7 @@ class ChunkProcessor:
             scored = self.scorer.score_frame(inputs)
             result = result_table(scored, inputs, passthrough)
             errors = pa.concat_tables([parse_errors, errors_table(scored.errors)]).sort_by("row")
+            summary = self._summary(scored, errors)
         except Exception as exc:
             # Any failure of this attempt (including the soft time limit) is recorded and retried, bounded.
             reason = f"{type(exc).__name__}: {exc}"
@@ -108,7 +110,7 @@ class ChunkProcessor:
             job_id, index,
             encode_table(result) if result.num_rows else b"",
             encode_table(errors) if errors.num_rows else b"",
-            result.num_rows, distinct_rows(errors), seconds=time.perf_counter() - started,
+            result.num_rows, distinct_rows(errors), seconds=time.perf_counter() - started, summary=summary,
         )
 
     def _fail(self, job_id: str, index: int, message: str) -> str:
@@ -123,4 +125,9 @@ class ChunkProcessor:
             parse_errors = ERROR_SCHEMA.empty_table()
         errors = failed_chunk_errors(span[0], span[1], parse_errors, message)
         return self.store.commit_chunk(job_id, index, b"", encode_table(errors), 0, distinct_rows(errors),
-                                       seconds=None)
+                                       seconds=None, summary=ChunkCounters(error_counters(errors)))
+
+    def _summary(self, scored: Any, errors: pa.Table) -> ChunkCounters:
+        """What this scored chunk adds to its job's score and data-quality summary."""
+        return chunk_counters(scored, errors, self.scorer.input_columns,
+                              self.scorer.artifact.params.categorical_levels)

@@ -1,6 +1,7 @@
--- KEYS: job, committed, result, errors, staged input, leases, active index, metrics
+-- KEYS: job, committed, result, errors, staged input, leases, active index, metrics, [summary]
 -- ARGV: job_id, index, result payload ('' = none), errors payload ('' = none), rows_scored, rows_failed, now,
---       scoring seconds ('' = the chunk failed without being scored), latency bucket field ('' = none)
+--       scoring seconds ('' = the chunk failed without being scored), latency bucket field ('' = none),
+--       [summary counters: see the job summary block below]
 -- Commits a chunk exactly once: result, errors, counters (the job's and the cluster-wide metrics hash) and the
 -- job's state change together, or nothing.
 -- Returns 'committed', 'finished' (this commit completed the job), 'ignored' (already committed),
@@ -48,6 +49,21 @@ else
     redis.call('HINCRBYFLOAT', metrics, 'chunk_seconds_sum', seconds)
     redis.call('HINCRBY', metrics, 'chunk_seconds_count', 1)
 end
+-- Job summary (worker.summary): the chunk's counts and sums, merged past the exactly-once guard, so a chunk
+-- is counted once. KEYS[9]: the summary hash; ARGV[10]: how many (field, integer) pairs follow, then
+-- (field, float text) pairs to the end. Values are passed on as text: no Lua number rounds them.
+local summary = KEYS[9]
+if summary and ARGV[10] then
+    local n_counts = tonumber(ARGV[10])
+    for i = 11, 10 + 2 * n_counts, 2 do
+        redis.call('HINCRBY', summary, ARGV[i], ARGV[i + 1])
+    end
+    for i = 11 + 2 * n_counts, #ARGV, 2 do
+        redis.call('HINCRBYFLOAT', summary, ARGV[i], ARGV[i + 1])
+    end
+    redis.call('EXPIREAT', summary, expires_at)
+end
+-- End of the job summary.
 if state == 'queued' then
     redis.call('HSET', job, 'state', 'running', 'started_at', now)
 end
