@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, request
 from flask_limiter.errors import RateLimitExceeded
 
-from api import jobs, ops, predict
+from api import console, jobs, ops, predict, summary
 from api.auth import KeyRing
 from api.errors import register_error_handlers
 from api.limits import apply_shared_limit, build_limiter, rate_limited_response
@@ -15,7 +15,8 @@ from api.metrics import api_metrics
 from api.services import EXTENSION_KEY, Services
 from predictq.settings import Settings
 
-POLL_ENDPOINTS = ("jobs.list_jobs", "jobs.get_job", "jobs.cancel_job", "jobs.get_results", "jobs.get_errors")
+POLL_ENDPOINTS = ("jobs.list_jobs", "jobs.get_job", "jobs.cancel_job", "jobs.get_results", "jobs.get_errors",
+                  "summary.get_summary", "summary.get_model")
 
 
 def _count_response(response: Response) -> Response:
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.extensions[EXTENSION_KEY] = Services(settings, KeyRing.from_settings(settings), overrides)
 
     register_error_handlers(app)
-    for blueprint in (predict.bp, jobs.bp, ops.bp):
+    for blueprint in (predict.bp, jobs.bp, summary.bp, ops.bp, console.bp):
         app.register_blueprint(blueprint)
     app.after_request(_count_response)
     api_metrics()  # created once per process before requests arrive (gunicorn workers build the app after fork)

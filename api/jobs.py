@@ -54,6 +54,7 @@ def present(job: dict[str, Any]) -> dict[str, Any]:
         "self": url_for("jobs.get_job", job_id=job_id),
         "results": url_for("jobs.get_results", job_id=job_id),
         "errors": url_for("jobs.get_errors", job_id=job_id),
+        "summary": url_for("summary.get_summary", job_id=job_id),
     }
     return {**job, "links": links}
 

@@ -145,13 +145,14 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "links": {
                 "type": "object",
                 "required": ["self", "results", "errors"],
-                "properties": {k: {"type": "string"} for k in ("self", "results", "errors")},
+                "properties": {k: {"type": "string"} for k in ("self", "results", "errors", "summary")},
             },
         },
         "additionalProperties": True,
     }
     error = _error_envelope({"type": "string"}, {"type": "object"})
     return {
+        "JobSummary": _summary_schema(),
         "Record": record,
         "Prediction": prediction,
         "RowError": row_error,
@@ -173,6 +174,61 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "with a RowError.",
             "items": {},
         },
+    }
+
+
+def _summary_schema() -> dict[str, Any]:
+    """The job summary (worker.summary.assemble): scores, outcome share, inputs beside training, drift."""
+    number, count = {"type": ["number", "null"]}, {"type": "integer", "minimum": 0}
+    counts = {"type": "object", "additionalProperties": count}
+    level = {"type": "object", "required": ["level", "count", "share", "training_share"],
+             "properties": {"level": {"type": "string"}, "count": count, "share": number, "training_share": number}}
+    column = {
+        "type": "object",
+        "required": ["column", "kind", "missing", "missing_rate", "training_missing_rate"],
+        "properties": {
+            "column": {"type": "string"}, "kind": {"type": "string", "enum": ["numeric", "categorical"]},
+            "missing": count, "missing_rate": number, "training_missing_rate": number,
+            "mean": number, "sd": number, "training_mean": number, "training_sd": number,
+            "mean_shift": {**number, "description": "(mean - training_mean) / training_sd"},
+            "levels": {"type": "array", "items": level},
+        },
+    }
+    warning = {"type": "object", "required": ["kind", "message"], "properties": {
+        "kind": {"type": "string", "enum": ["missing_rate", "mean_shift", "level_share", "outcome_share",
+                                            "rows_failed"]},
+        "column": {"type": ["string", "null"]}, "value": {"type": "number"}, "training": {"type": "number"},
+        "threshold": {"type": "number"}, "message": {"type": "string"}}}
+    return {
+        "type": "object",
+        "description": "Figures over the rows scored by the chunks committed so far (every chunk once the job is "
+        "closed). Counts are exact; means and standard deviations (population, over observed values) are merged "
+        "from per-chunk float64 sums.",
+        "required": ["job_id", "state", "rows_scored", "phat_histogram", "business_outcome_1", "inputs",
+                     "rows_failed", "drift"],
+        "properties": {
+            "job_id": {"type": "string"},
+            "state": {"type": "string", "enum": STATES},
+            "rows_scored": count,
+            "phat_histogram": {
+                "type": "object", "required": ["edges", "counts"],
+                "description": "20 equal bins over [0, 1]: bin i holds edges[i] <= phat < edges[i+1] (the last "
+                "also phat = 1); the counts sum to rows_scored.",
+                "properties": {"edges": {"type": "array", "items": {"type": "number"}, "minItems": 21,
+                                         "maxItems": 21},
+                               "counts": {"type": "array", "items": count, "minItems": 20, "maxItems": 20}},
+            },
+            "business_outcome_1": {
+                "type": "object", "required": ["count", "share", "cutoff", "training_share"],
+                "properties": {"count": count, "share": number, "cutoff": {"type": "number"},
+                               "training_share": {"type": "number"}},
+            },
+            "inputs": {"type": "array", "items": column},
+            "rows_failed": {"type": "object", "required": ["total", "by_code", "by_column"], "properties": {
+                "total": count, "by_code": counts, "by_column": counts}},
+            "drift": {"type": "array", "items": warning},
+        },
+        "additionalProperties": True,
     }
 
 
@@ -296,6 +352,44 @@ def _job_item() -> dict[str, Any]:
     }
 
 
+def _model() -> dict[str, Any]:
+    number = {"type": ["number", "null"]}
+    column = {"type": "object", "required": ["column", "kind"], "properties": {
+        "column": {"type": "string"}, "kind": {"type": "string", "enum": ["numeric", "categorical"]},
+        "levels": {"type": "array", "items": {"type": "string"}}, "training_missing_rate": number,
+        "training_mean": number, "training_sd": number,
+        "training_shares": {"type": ["object", "null"], "additionalProperties": {"type": "number"}}}}
+    model = {"type": "object", "required": ["version", "sha256", "cutoff", "inputs"], "properties": {
+        "version": {"type": "string"}, "sha256": {"type": "string"}, "cutoff": {"type": "number"},
+        "training_outcome_share": {"type": "number"}, "inputs": {"type": "array", "items": column},
+        "training_provenance": {"type": "object"}}}
+    return {
+        "get": {
+            "operationId": "getModel",
+            "summary": "The served model: version, cutoff, its inputs (with levels) and their training figures",
+            "security": [{"bearer": []}, {"apiKey": []}],
+            "responses": {"200": {"description": "The model", "content": {JSON: {"schema": model}}},
+                          **AUTH_ERRORS},
+        }
+    }
+
+
+def _job_summary() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "getJobSummary",
+            "summary": "A job's phat histogram, outcome share, input data quality beside training, drift warnings",
+            "security": [{"bearer": []}, {"apiKey": []}], "parameters": [JOB_ID],
+            "responses": {
+                "200": {"description": "The summary", "content": {JSON: {"schema": _ref("JobSummary")}}},
+                "404": _error("No such job for this caller"),
+                "410": _error("The job expired"),
+                **AUTH_ERRORS,
+            },
+        }
+    }
+
+
 def _download(operation_id: str, summary: str) -> dict[str, Any]:
     streamed = {"type": "string"}
     return {
@@ -353,6 +447,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             "/v1/jobs/{job_id}": _job_item(),
             "/v1/jobs/{job_id}/results": _download("getResults", "Stream a job's scored rows"),
             "/v1/jobs/{job_id}/errors": _download("getErrors", "Stream a job's row errors (row, column, message)"),
+            "/v1/jobs/{job_id}/summary": _job_summary(),
+            "/v1/model": _model(),
             **_ops(),
         },
         "components": {

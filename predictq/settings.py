@@ -24,6 +24,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value < float("inf"):
+        raise SettingsError(f"{name} must be a finite number of at least {minimum}, got {raw.strip()}")
+    return value
+
+
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name)
     return default if raw is None or raw.strip() == "" else raw.strip()
@@ -61,6 +74,12 @@ class Settings:
     api_threads: int = 4  # threads per gunicorn worker (gthread)
     log_level: str = "info"
     dev_key_file: str = ""  # `predictq serve` writes a development key here when no key is configured
+    # A job summary warns when a figure is this far from training (see worker.summary.DriftThresholds).
+    drift_missing_rate: float = 0.05  # missing rate above training by more than this (absolute)
+    drift_mean_shift: float = 0.25  # |mean - training mean| / training sd above this
+    drift_level_share: float = 0.05  # a level's share differs from training by more than this (absolute)
+    drift_outcome_share: float = 0.10  # share of business_outcome 1 differs from 0.25 by more than this
+    drift_min_rows: int = 500  # fewer scored rows than this: too few to warn about drift
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +115,11 @@ class Settings:
             api_threads=_int(env, "PREDICTQ_API_THREADS", d.api_threads, minimum=1),
             log_level=_str(env, "PREDICTQ_LOG_LEVEL", d.log_level).lower(),
             dev_key_file=_str(env, "PREDICTQ_DEV_KEY_FILE", d.dev_key_file),
+            drift_missing_rate=_float(env, "PREDICTQ_DRIFT_MISSING_RATE", d.drift_missing_rate),
+            drift_mean_shift=_float(env, "PREDICTQ_DRIFT_MEAN_SHIFT", d.drift_mean_shift),
+            drift_level_share=_float(env, "PREDICTQ_DRIFT_LEVEL_SHARE", d.drift_level_share),
+            drift_outcome_share=_float(env, "PREDICTQ_DRIFT_OUTCOME_SHARE", d.drift_outcome_share),
+            drift_min_rows=_int(env, "PREDICTQ_DRIFT_MIN_ROWS", d.drift_min_rows),
         ).validated()
 
     def validated(self) -> Settings:
