@@ -24,6 +24,7 @@ from model.readers import iter_chunks
 from model.synth import write_synth
 from predictq.localredis import PrivateRedis
 from predictq.settings import Settings
+from tests.integration.summary_check import assert_summary_matches, read_input, summary_via_api
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +97,10 @@ def test_workers_sigkilled_mid_chunk_again_and_again(
     reasons = set(driver.errors(submitted[0].job_id).column("message").to_pylist())
     assert (job["state"], job["outcome"], job["rows_done"], job["rows_failed"]) == (
         "succeeded", "all_rows_scored", ROWS, 0), reasons
-    driver.assert_every_row_once(submitted[0])
+    results, errors = driver.assert_every_row_once(submitted[0])
+    # The summary counted each chunk once, however often its scoring was cut short.
+    summary = summary_via_api(driver.service, submitted[0].job_id)
+    assert_summary_matches(summary, read_input(synth_csv), results.to_pandas(), errors.to_pandas())
     assert first_kill_during_upload  # workers were scoring while the upload still streamed
     attempts = store.attempts(submitted[0].job_id)
     assert all(attempts[index] >= 2 for index in killed_chunks)  # each killed chunk really was scored again
