@@ -19,6 +19,16 @@ fi
 export PATH="$PWD/$VENV/bin:$PATH"
 echo "== redis"
 python -c "from predictq.localredis import redis_server_binary; print('redis-server:', redis_server_binary())"
+echo "== browser"
+# The console's browser test drives Debian's Chromium through its chromedriver; install them when absent.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "chromium/chromedriver missing and cannot be installed here: the console browser test will skip"
+    fi
+fi
+command -v chromium chromedriver || true
 echo "== ruff"
 ruff check .
 echo "== pytest"

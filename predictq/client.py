@@ -144,6 +144,10 @@ class Client:
         """The job's current state and progress (GET /v1/jobs/{id})."""
         return self._request("GET", f"/v1/jobs/{job_id}").json()
 
+    def summary(self, job_id: str) -> dict[str, Any]:
+        """The job's phat histogram, outcome share, input data quality and drift (GET /v1/jobs/{id}/summary)."""
+        return self._request("GET", f"/v1/jobs/{job_id}/summary").json()
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Ask the server to cancel a job (DELETE /v1/jobs/{id})."""
         response = self._request("DELETE", f"/v1/jobs/{job_id}")

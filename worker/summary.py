@@ -207,17 +207,20 @@ class _Assembly:
         train = self.profile.categorical[column]
         out = {"column": column, "kind": "categorical", **self.missing(column, train.missing_rate)}
         present = self.rows - out["missing"]
-        rows = []
+        rows, far = [], []
+        limit = self.thresholds.level_share
         for level in levels:
             count = _int(self.fields, f"level:{column}:{level}")
             share = _ratio(count, present)
             trained = train.shares.get(level) if train.shares else None
-            limit = self.thresholds.level_share
-            if share is not None and trained is not None and self.enough_rows and abs(share - trained) > limit:
-                self.warn("level_share", column, share, trained, limit,
-                          f"{column} is {level!r} in {_percent(share)} of rows, against {_percent(trained)} in "
-                          "training")
+            if share is not None and trained is not None and abs(share - trained) > limit:
+                far.append((abs(share - trained), level, share, trained))
             rows.append({"level": level, "count": count, "share": share, "training_share": trained})
+        if far and self.enough_rows:
+            _, level, share, trained = max(far)
+            listed = "; ".join(f"{lv!r} {_percent(s)} against {_percent(t)}" for _, lv, s, t in sorted(far)[::-1])
+            self.warn("level_share", column, share, trained, limit,
+                      f"the levels of {column} are not spread as in training: {listed}")
         return {**out, "levels": rows}
 
     def outcome(self, cutoff: float) -> dict[str, Any]:

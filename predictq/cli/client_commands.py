@@ -1,4 +1,4 @@
-"""`predictq` subcommands: client (submit, status, results, cancel) against a running server."""
+"""`predictq` subcommands: client (submit, status, results, cancel, summary) against a running server."""
 
 from __future__ import annotations
 
@@ -163,4 +163,61 @@ def cancel(job_id: str, url: str | None, api_key: str | None) -> None:
         _echo_json(Client.from_env(url, api_key).cancel(job_id))
 
 
-COMMANDS: list[click.Command] = [submit, status, results, cancel]
+HISTOGRAM_WIDTH = 40
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """A job summary for a terminal: a text histogram, the outcome share, the inputs beside training, warnings."""
+    histogram, outcome = summary["phat_histogram"], summary["business_outcome_1"]
+    edges, counts = histogram["edges"], histogram["counts"]
+    widest = max(counts, default=0) or 1
+    lines = [f"job {summary['job_id']}: {summary['state']}, {summary['rows_scored']:,} rows scored, "
+             f"{summary['rows_failed']['total']:,} failed",
+             "", f"phat histogram ({len(counts)} bins over [0, 1]; the cutoff is {outcome['cutoff']})"]
+    for low, high, count in zip(edges, edges[1:], counts, strict=False):
+        bar = "#" * round(HISTOGRAM_WIDTH * count / widest)
+        mark = f"  <- cutoff {outcome['cutoff']}" if low <= outcome["cutoff"] < high else ""
+        lines.append(f"  {low:.2f}-{high:.2f} {bar:<{HISTOGRAM_WIDTH}} {count:>10,}{mark}")
+    lines += ["", f"business_outcome 1: {outcome['count']:,} rows ({_share(outcome['share'])}); the cutoff was set "
+              f"for {_share(outcome['training_share'])}", "",
+              f"  {'input':<6} {'missing':>8} {'training':>9}  {'mean':>10} {'training':>10} {'shift (sd)':>10}"]
+    for item in summary["inputs"]:
+        head = f"  {item['column']:<6} {_share(item['missing_rate']):>8} {_share(item['training_missing_rate']):>9}"
+        if item["kind"] == "numeric":
+            lines.append(f"{head}  {_figure(item['mean']):>10} {_figure(item['training_mean']):>10} "
+                         f"{_figure(item['mean_shift']):>10}")
+        else:
+            levels = ", ".join(f"{lv['level']} {_share(lv['share'])} ({_share(lv['training_share'])})"
+                               for lv in item["levels"])
+            lines.append(f"{head}  levels: {levels}")
+    if summary["rows_failed"]["by_code"]:
+        codes = ", ".join(f"{code} {n:,}" for code, n in summary["rows_failed"]["by_code"].items())
+        lines += ["", f"rows failed by code: {codes}"]
+    lines += ["", "warnings:" if summary["drift"] else "no warnings: this job looks like the training data"]
+    lines += [f"  - {warning['message']}" for warning in summary["drift"]]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@with_server
+def summary(job_id: str, as_json: bool, url: str | None, api_key: str | None) -> None:
+    """Print JOB_ID's phat histogram, outcome share, input data quality beside training and drift warnings."""
+    with _client_errors():
+        figures = Client.from_env(url, api_key).summary(job_id)
+    if as_json:
+        _echo_json(figures)
+    else:
+        click.echo(summary_text(figures))
+
+
+COMMANDS: list[click.Command] = [submit, status, results, cancel, summary]

@@ -166,13 +166,17 @@ function startUpload(file) {
     return;
   }
   const xhr = new XMLHttpRequest();
-  state.upload = { xhr, startedAt: Date.now(), jobId: null, size: file.size };
+  state.upload = { xhr, startedAt: Date.now(), lookedAt: 0, jobId: null, size: file.size };
   setBar("upload-progress", 0);
   setBar("score-progress", 0);
   $("score-text").textContent = "";
   $("upload-text").textContent = "Uploading " + file.name + " (" + megabytes(file.size) + ")";
   $("cancel-job").disabled = false;
   xhr.upload.addEventListener("progress", (event) => {
+    if (state.upload && !state.upload.jobId && Date.now() - state.upload.lookedAt > 500) {
+      state.upload.lookedAt = Date.now();
+      refreshJobs();  // find the job the upload is creating, to show its scoring while the upload goes on
+    }
     const total = event.lengthComputable ? event.total : file.size;
     setBar("upload-progress", total ? event.loaded / total : 0);
     $("upload-text").textContent = megabytes(event.loaded) + " of " + megabytes(total) + " sent";
@@ -305,7 +309,7 @@ async function showSummary(jobId) {
 function drawHistogram(histogram, cutoff) {
   const plot = $("histogram");
   clear(plot);
-  const width = 640, height = 240, left = 56, right = 12, top = 12, bottom = 34;
+  const width = 640, height = 240, left = 56, right = 12, top = 26, bottom = 34;
   const innerW = width - left - right, innerH = height - top - bottom;
   const counts = histogram.counts;
   const most = Math.max(1, ...counts);
@@ -329,7 +333,8 @@ function drawHistogram(histogram, cutoff) {
   plot.append(svg("text", { x: left - 6, y: top + innerH, class: "tick", "text-anchor": "end" }, "0"));
   plot.append(svg("line", { x1: x(cutoff), y1: top, x2: x(cutoff), y2: top + innerH, class: "cutoff",
                             "data-cutoff": cutoff }));
-  plot.append(svg("text", { x: x(cutoff) + 4, y: top + 12, class: "cutoff-label" }, "cutoff " + cutoff));
+  plot.append(svg("text", { x: x(cutoff), y: top - 8, class: "cutoff-label", "text-anchor": "middle" },
+                  "cutoff " + cutoff));
 
   const body = $("histogram-table").tBodies[0];
   clear(body);

@@ -67,6 +67,12 @@ def build_app(state: FakeServer) -> Flask:
         state.cancelled.append(job_id)
         return jsonify({"id": job_id, "state": "cancelled"})
 
+    @app.get("/v1/jobs/<job_id>/summary")
+    def summary(job_id: str) -> Any:
+        if job_id not in state.polls:
+            return _error(404, "job_not_found", "job not found")
+        return jsonify({"job_id": job_id, "state": "succeeded", **summary_figures()})
+
     @app.get("/v1/jobs/<job_id>/results")
     def results(job_id: str) -> Any:
         if job_id not in state.polls:
@@ -76,6 +82,22 @@ def build_app(state: FakeServer) -> Flask:
         return Response((line.encode() for line in lines), mimetype="text/csv")
 
     return app
+
+
+def summary_figures() -> dict[str, Any]:
+    """A summary as the real service assembles it, for 1,000 rows of which 40 % are Mondays."""
+    from model.artifact import load_artifact
+    from model.profile import profile_of
+    from worker.summary import DriftThresholds, assemble
+
+    artifact = load_artifact()
+    params = artifact.params
+    fields = {"rows": "1000", "outcome:1": "260", "phat:03": "400", "phat:14": "340", "phat:15": "260",
+              "level:x5:monday": "400", "level:x5:friday": "600", "missing:x44": "30", "sum:x44": "485",
+              "sumsq:x44": "320", "failed:unknown_level": "2"}
+    return assemble(fields, rows_failed=2, cutoff=params.cutoff, numeric=params.numeric_columns,
+                    levels=params.categorical_levels, order=params.required_columns, profile=profile_of(artifact),
+                    thresholds=DriftThresholds())
 
 
 @pytest.fixture

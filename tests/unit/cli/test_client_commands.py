@@ -129,3 +129,26 @@ def test_unreachable_server() -> None:
     code, _, err = invoke("status", "job1", "--url", f"http://127.0.0.1:{free_port()}")
     assert code == 1
     assert "unreachable" in err
+
+
+def test_summary_prints_a_text_histogram_with_the_cutoff_and_warnings(env: Any, data_csv: Path) -> None:
+    code, out, _ = invoke("submit", str(data_csv))
+    job_id = out.strip()
+    code, out, err = invoke("summary", job_id)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"job {job_id}: succeeded, 1,000 rows scored, 2 failed"
+    bins = [line for line in lines if line.startswith("  0.") and "-" in line[:12]]
+    assert len(bins) == 20
+    assert "  0.15-0.20 " + "#" * 40 in out and out.count("<- cutoff 0.712") == 1
+    assert next(line for line in bins if "<- cutoff" in line).startswith("  0.70-0.75")
+    assert "business_outcome 1: 260 rows (26.0%); the cutoff was set for 25.0%" in out
+    assert "monday 40.0% (14.7%)" in out and "rows failed by code: unknown_level 2" in out
+    assert "the levels of x5 are not spread as in training: 'friday' 60.0% against 14.0%; 'monday' 40.0%" in out
+    code, out, _ = invoke("summary", job_id, "--json")
+    assert code == 0 and '"phat_histogram"' in out
+
+
+def test_summary_of_a_missing_job_exits_2(env: Any) -> None:
+    code, _, err = invoke("summary", "nope")
+    assert code == 2 and "job not found" in err
