@@ -150,7 +150,7 @@ def watch_bars(driver: Any, timeout: float = 300.0) -> tuple[list[float], list[f
     while True:
         up, sc, done = driver.execute_script(
             "return [document.getElementById('upload-progress').value, document.getElementById('score-progress').value,"
-            " document.getElementById('outcome-text').hasAttribute('data-count')];")
+            " document.getElementById('outcome-text').dataset.final === 'true'];")
         upload.append(up)
         score.append(sc)
         if done:

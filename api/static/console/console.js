@@ -6,6 +6,7 @@
 const KEY_STORAGE = "predictq.apiKey";
 const LIST_EVERY_MS = 2000;
 const JOB_EVERY_MS = 500;
+const SUMMARY_EVERY_MS = 2000;
 const FIRST_ERRORS = 20;
 const CLOSED = new Set(["succeeded", "failed", "cancelled", "expired"]);
 const UPLOAD_TYPES = { csv: "text/csv", ndjson: "application/x-ndjson", jsonl: "application/x-ndjson",
@@ -13,7 +14,7 @@ const UPLOAD_TYPES = { csv: "text/csv", ndjson: "application/x-ndjson", jsonl: "
 const SVG = "http://www.w3.org/2000/svg";
 
 const state = { key: "", model: null, jobId: null, watched: null, upload: null, listTimer: null, jobTimer: null,
-                summaryOf: null };
+                summaryOf: null, summaryAt: 0 };
 
 const $ = (id) => document.getElementById(id);
 
@@ -231,6 +232,8 @@ async function cancel() {
 function selectJob(jobId) {
   state.jobId = jobId;
   state.summaryOf = null;
+  state.summaryAt = 0;
+  $("outcome-text").removeAttribute("data-final");
   $("job-view").hidden = false;
   $("job-id").textContent = jobId;
   clear($("errors-table").tBodies[0]);
@@ -258,10 +261,14 @@ async function pollJob(jobId) {
     $("cancel-job").disabled = !state.upload;
     if (state.jobId === jobId && state.summaryOf !== jobId) {
       state.summaryOf = jobId;
-      showSummary(jobId);
+      showSummary(jobId, true);
       showFirstErrors(jobId);
     }
     return;
+  }
+  if (state.jobId === jobId && Date.now() - state.summaryAt > SUMMARY_EVERY_MS && job.chunks_done > 0) {
+    state.summaryAt = Date.now();
+    showSummary(jobId, false);  // the chunks committed so far
   }
   $("cancel-job").disabled = false;
   state.jobTimer = setTimeout(() => pollJob(jobId), JOB_EVERY_MS);
@@ -286,7 +293,7 @@ function showJobState(job) {
   $("job-state").setAttribute("data-state", job.state);
 }
 
-async function showSummary(jobId) {
+async function showSummary(jobId, final) {
   let summary;
   try {
     summary = await apiJson("/v1/jobs/" + encodeURIComponent(jobId) + "/summary");
@@ -294,7 +301,7 @@ async function showSummary(jobId) {
     $("outcome-text").textContent = "No summary: " + err.message;
     return;
   }
-  if (state.jobId !== jobId) return;
+  if (state.jobId !== jobId || (!final && state.summaryOf === jobId)) return;  // stale, or the final one is due
   drawHistogram(summary.phat_histogram, summary.business_outcome_1.cutoff);
   const outcome = summary.business_outcome_1;
   const text = $("outcome-text");
@@ -303,6 +310,8 @@ async function showSummary(jobId) {
     percent(outcome.training_share) + ".";
   text.setAttribute("data-count", String(outcome.count));
   text.setAttribute("data-rows", String(summary.rows_scored));
+  // data-final: the job had closed, so these are the figures of every chunk
+  if (final) text.setAttribute("data-final", "true"); else text.removeAttribute("data-final");
   showQuality(summary);
 }
 
