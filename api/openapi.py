@@ -428,6 +428,9 @@ def _ops() -> dict[str, Any]:
             "200": {"description": "OpenAPI 3.1", "content": {JSON: {"schema": {"type": "object"}}}}}}},
         "/docs": {"get": {"operationId": "docs", "summary": "Browsable documentation (self-contained)", "responses": {
             "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/": {"get": {"operationId": "console", "summary": "The console for people (its files are under /console/; "
+                      "the page asks for a key and sends it only in headers)", "responses": {
+            "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     }
 
 

@@ -89,3 +89,13 @@ def test_model_lists_inputs_with_levels_and_training_figures(client):
     assert inputs["x5"]["levels"][0] == "friday" and inputs["x81"]["kind"] == "categorical"
     assert inputs["x44"]["training_missing_rate"] == 0.03
     assert inputs["x12"]["training_mean"] == pytest.approx(20.4853, 1e-4)
+
+
+def test_summary_and_model_match_the_openapi_document(client, job):
+    import jsonschema
+
+    doc = client.get("/openapi.json").get_json()
+    summary = client.get(job["links"]["summary"], headers=KEY_A).get_json()
+    jsonschema.Draft202012Validator(doc["components"]["schemas"]["JobSummary"]).validate(summary)
+    model_schema = doc["paths"]["/v1/model"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(model_schema).validate(client.get("/v1/model", headers=KEY_A).get_json())
