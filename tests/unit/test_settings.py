@@ -15,8 +15,9 @@ def test_defaults_without_environment() -> None:
 
 
 def test_environment_overrides() -> None:
-    s = Settings.from_env({"REDIS_URL": "redis://h:1/2", "PREDICTQ_CHUNK_ROWS": "500"})
-    assert (s.redis_url, s.chunk_rows) == ("redis://h:1/2", 500)
+    s = Settings.from_env({"REDIS_URL": "redis://h:1/2", "PREDICTQ_CHUNK_ROWS": "500",
+                           "PREDICTQ_DRIFT_MEAN_SHIFT": "0.5"})
+    assert (s.redis_url, s.chunk_rows, s.drift_mean_shift) == ("redis://h:1/2", 500, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,10 @@ def test_environment_overrides() -> None:
         {"PREDICTQ_CHUNK_ROWS": "0"},
         {"PREDICTQ_TASK_SOFT_TIME_LIMIT": "200", "PREDICTQ_TASK_TIME_LIMIT": "100"},
         {"PREDICTQ_AUTH": "maybe"},
+        {"PREDICTQ_DRIFT_MEAN_SHIFT": "far"},
+        {"PREDICTQ_DRIFT_MISSING_RATE": "-0.1"},
+        {"PREDICTQ_DRIFT_OUTCOME_SHARE": "inf"},
+        {"PREDICTQ_DRIFT_LEVEL_SHARE": "nan"},
     ],
 )
 def test_bad_values_fail_fast(env: dict[str, str]) -> None:
