@@ -240,6 +240,23 @@ def test_console_end_to_end(server: Server, celery_workers: Any, browser: Any, b
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018
 
+    # Cancel while the upload still runs (uploads throttled to 4 MB/s so there is time to press the button).
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 4_000_000})
+    browser.find_element(By.ID, "file-input").send_keys(str(big_csv))
+    hostile_id = browser.find_element(By.ID, "job-id").text
+    wait_for(browser, f"!['{job_id}', '{hostile_id}'].includes(document.querySelector('#jobs-table tbody tr')"
+                      ".dataset.jobId) && ['queued', 'running'].includes(document.querySelector('#jobs-table tbody tr')"
+                      ".dataset.state)")
+    cancelled_id = browser.execute_script("return document.querySelector('#jobs-table tbody tr').dataset.jobId")
+    wait_for(browser, "!document.getElementById('cancel-job').disabled")
+    browser.find_element(By.ID, "cancel-job").send_keys(Keys.ENTER)
+    wait_for(browser, "document.getElementById('upload-error').textContent.includes('cancelled')")
+    cancelled = requests.get(f"{server.url}/v1/jobs/{cancelled_id}", headers=AUTH, timeout=30).json()
+    assert cancelled["state"] == "cancelled" and not cancelled["upload_complete"], cancelled
+    assert browser.execute_script("return document.getElementById('upload-progress').value") < 1
+
     # The key went only in headers: not in any URL the page loaded, not in the access log, not in localStorage.
     urls = browser.execute_script(
         "return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)];")

@@ -216,14 +216,17 @@ function failUpload(message) {
 }
 
 async function cancel() {
-  const jobId = (state.upload && state.upload.jobId) || state.watched;
-  if (state.upload) state.upload.xhr.abort();
-  if (!jobId) return;
-  try {
-    await api("/v1/jobs/" + encodeURIComponent(jobId), { method: "DELETE" });
-  } catch (err) {
-    $("upload-error").textContent = "Cancel failed: " + err.message;
+  const upload = state.upload;
+  const jobId = upload ? upload.jobId : state.watched;
+  // The job is cancelled first, so the server ends the upload as cancelled rather than as a failed upload.
+  if (jobId) {
+    try {
+      await api("/v1/jobs/" + encodeURIComponent(jobId), { method: "DELETE" });
+    } catch (err) {
+      $("upload-error").textContent = "Cancel failed: " + err.message;
+    }
   }
+  if (upload) upload.xhr.abort();
   refreshJobs();
 }
 
