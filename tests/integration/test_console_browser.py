@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,12 +21,11 @@ import pytest
 import requests
 
 from model.synth import write_synth
-from predictq.localredis import free_port
 from predictq.settings import Settings
+from tests.integration.servers import ApiServer, gunicorn_server
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "console-browser-key-7d41c9"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ROWS = 200_000
@@ -36,12 +33,6 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1400,1900")
 XSS = "<img src=x onerror=alert(1)>"
-
-
-@dataclasses.dataclass
-class Server:
-    url: str
-    log: Path
 
 
 @pytest.fixture(scope="module")
@@ -68,40 +59,14 @@ def worker_settings(worker_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def server(worker_settings: Settings, tmp_path: Path) -> Iterator[Server]:
+def server(worker_settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
     """gunicorn (its access log on) on a free loopback port until the test ends."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTQ_", "PROMETHEUS_"))}
     env |= {"REDIS_URL": worker_settings.redis_url, "PREDICTQ_QUEUE": worker_settings.queue_name,
             "PREDICTQ_CHUNK_ROWS": str(worker_settings.chunk_rows), "PREDICTQ_API_KEYS": f"{KEY}:acme",
-            "PREDICTQ_PORT": str(port), "PREDICTQ_API_WORKERS": "2", "PREDICTQ_API_THREADS": "4",
-            "PYTHONUNBUFFERED": "1"}
-    log_path = tmp_path / "gunicorn.log"
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:predictq.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
-            "api.wsgi:app"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
-        yield Server(url, log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            "PREDICTQ_API_WORKERS": "2", "PREDICTQ_API_THREADS": "4", "PYTHONUNBUFFERED": "1"}
+    with gunicorn_server(env, tmp_path / "gunicorn.log") as running:
+        yield running
 
 
 @pytest.fixture
@@ -175,7 +140,7 @@ def screenshot(driver: Any, name: str) -> None:
         driver.save_screenshot(str(Path(folder) / name))
 
 
-def test_console_end_to_end(server: Server, celery_workers: Any, browser: Any, big_csv: Path,
+def test_console_end_to_end(server: ApiServer, celery_workers: Any, browser: Any, big_csv: Path,
                             hostile_csv: Path) -> None:
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By

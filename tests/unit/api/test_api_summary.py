@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 import numpy as np
 import pytest
 
-KEY_A, KEY_B = {"X-API-Key": "ka"}, {"X-API-Key": "kb"}
-
-
-def to_csv(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
+from tests.unit.api.test_api_jobs import KEY_A, KEY_B, to_csv
 
 
 @pytest.fixture
