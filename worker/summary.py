@@ -60,6 +60,7 @@ class ChunkCounters:
 
 
 def phat_field(bin_index: int) -> str:
+    """The summary hash field counting the rows of one phat bin."""
     return f"phat:{bin_index:02d}"
 
 

@@ -9,8 +9,6 @@ import io
 import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,21 +20,14 @@ import redis
 import requests
 
 from model.synth import iter_synth
-from predictq.localredis import free_port
 from predictq.settings import Settings
+from tests.integration.servers import ApiServer, gunicorn_server
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = {"Authorization": "Bearer server-key"}
 UPLOAD_LIMIT = 8_000_000
 
 
-@dataclasses.dataclass
-class Server:
-    url: str
-    port: int
-
-
-def server_env(settings: Settings, port: int) -> dict[str, str]:
+def server_env(settings: Settings) -> dict[str, str]:
     """The environment gunicorn and the app read their settings from."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTQ_", "PROMETHEUS_"))}
     env |= {
@@ -45,7 +36,6 @@ def server_env(settings: Settings, port: int) -> dict[str, str]:
         "PREDICTQ_CHUNK_ROWS": str(settings.chunk_rows),
         "PREDICTQ_API_KEYS": "server-key:acme",
         "PREDICTQ_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
-        "PREDICTQ_PORT": str(port),
         "PREDICTQ_API_WORKERS": "2",
         "PREDICTQ_API_THREADS": "2",
         "PYTHONUNBUFFERED": "1",
@@ -59,35 +49,10 @@ def worker_settings(worker_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def server(worker_settings: Settings, tmp_path: Path) -> Iterator[Server]:
+def server(worker_settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
     """gunicorn on a free port until the test ends; ready once /readyz answers 200."""
-    port = free_port()
-    log = (tmp_path / "gunicorn.log").open("wb")
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:predictq.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
-            "api.wsgi:app"]
-    process = subprocess.Popen(argv, cwd=ROOT, env=server_env(worker_settings, port), stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            try:
-                if requests.get(f"{url}/readyz", timeout=10).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-            time.sleep(0.2)
-        yield Server(url, port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with gunicorn_server(server_env(worker_settings), tmp_path / "gunicorn.log") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +62,7 @@ def ndjson_rows() -> list[bytes]:
     return [orjson.dumps(record) + b"\n" for record in table.to_pylist()]
 
 
-def test_chunked_upload_streams_to_workers(server: Server, celery_workers: Any, ndjson_rows: list[bytes],
+def test_chunked_upload_streams_to_workers(server: ApiServer, celery_workers: Any, ndjson_rows: list[bytes],
                                            scorer: Any) -> None:
     celery_workers.start()
 
@@ -120,7 +85,7 @@ def test_chunked_upload_streams_to_workers(server: Server, celery_workers: Any, 
     assert [orjson.loads(line) for line in results] == expected
 
 
-def test_predict_and_metrics_over_gunicorn(server: Server, ndjson_rows: list[bytes]) -> None:
+def test_predict_and_metrics_over_gunicorn(server: ApiServer, ndjson_rows: list[bytes]) -> None:
     rows = b"[" + b",".join(line.rstrip() for line in ndjson_rows[:100]) + b"]"
     for _ in range(4):
         answered = requests.post(f"{server.url}/predict", data=rows, timeout=30,
@@ -152,7 +117,7 @@ def read_answer(sock: socket.socket, start: bytes = b"") -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def test_declared_oversize_is_refused_before_any_body_byte(server: Server) -> None:
+def test_declared_oversize_is_refused_before_any_body_byte(server: ApiServer) -> None:
     head = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer server-key\r\nContent-Type: text/csv\r\n"
             f"Content-Length: {10 * UPLOAD_LIMIT}\r\n\r\n").encode()
     with raw_request(server.port, head) as sock:
@@ -161,7 +126,7 @@ def test_declared_oversize_is_refused_before_any_body_byte(server: Server) -> No
     assert b'"too_large"' in answer
 
 
-def test_streamed_oversize_is_refused_as_soon_as_the_limit_passes(server: Server) -> None:
+def test_streamed_oversize_is_refused_as_soon_as_the_limit_passes(server: ApiServer) -> None:
     head = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer server-key\r\n"
             b"Content-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n")
     header = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91\n"
@@ -226,7 +191,7 @@ def end_connection(sock: socket.socket, how: str) -> bytes:
     return b""
 
 
-def acme_jobs(server: Server) -> dict[str, dict[str, Any]]:
+def acme_jobs(server: ApiServer) -> dict[str, dict[str, Any]]:
     items: dict[str, dict[str, Any]] = {}
     url, cursor = f"{server.url}/v1/jobs?limit=100", ""
     while True:
@@ -236,7 +201,7 @@ def acme_jobs(server: Server) -> dict[str, dict[str, Any]]:
             return items
 
 
-def settled_new_jobs(server: Server, before: set[str], *, expected: int = 0) -> dict[str, dict[str, Any]]:
+def settled_new_jobs(server: ApiServer, before: set[str], *, expected: int = 0) -> dict[str, dict[str, Any]]:
     """The jobs created since `before`, once at least `expected` exist and none of them is still open (a
     server that lost its client may still be reading what arrived when this is first called)."""
     deadline = time.monotonic() + 60
@@ -262,7 +227,7 @@ CUTS = {
 
 @pytest.mark.parametrize("case", list(CUTS))
 def test_a_body_that_does_not_arrive_whole_never_becomes_a_succeeded_job(
-    server: Server, celery_workers: Any, worker_settings: Settings, csv_body: bytes, scorer: Any, case: str
+    server: ApiServer, celery_workers: Any, worker_settings: Settings, csv_body: bytes, scorer: Any, case: str
 ) -> None:
     celery_workers.start()
     framing, share, where, how = CUTS[case]
