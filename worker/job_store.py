@@ -123,7 +123,7 @@ class JobStore:
         """
         k = self.keys(job_id)
         flat = [str(item) for pair in (record or {}).items() for item in pair]
-        reply = self._run("close_job", [k.job, k.committed, k.chunks, active_index(self.prefix)],
+        reply = self._run("close_job", [k.job, k.committed, k.chunks, active_index(self.prefix), k.summary],
                           [job_id, state, code, reason, repr(time.time()), "1" if purge else "0",
                            k.staged(""), k.result(""), k.errors(""), *flat])
         return _text(reply)

@@ -1,4 +1,4 @@
--- KEYS: job, committed, chunks, active index
+-- KEYS: job, committed, chunks, active index, summary
 -- ARGV: job_id, new state ('cancelled' | 'failed'), reason code, reason, now, purge ('1': delete the
 --       committed results and row errors too), staged key prefix, result key prefix, errors key prefix,
 --       then field/value pairs recorded with the new state (what arrived of an upload, ...)
@@ -29,5 +29,7 @@ for _, index in ipairs(redis.call('HKEYS', chunks)) do
 end
 if purge == '1' then
     redis.call('HSET', job, 'purged_at', now)
+    -- The job summary counted the purged chunks: it goes with them.
+    redis.call('DEL', KEYS[5])
 end
 return new_state

@@ -121,3 +121,16 @@ def test_drift_warnings_name_what_is_far_from_training(scorer: Scorer, fields: d
     assert all(w["message"] for w in drift)
     assert kind not in {w["kind"] for w in assemble(fields, thresholds=DriftThresholds(min_rows=1001),
                                                      **kwargs)["drift"]}
+
+
+@pytest.mark.parametrize("purge", [False, True])
+def test_a_purging_close_drops_the_summary_with_the_results(
+    service: JobService, processor: ChunkProcessor, chunks: list[Chunk], purge: bool
+) -> None:
+    job_id = service.create("acme", fmt="csv")["id"]
+    for index, chunk in enumerate(chunks):
+        service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+    processor.process(job_id, 0)
+    assert service.store.summary_fields(job_id)["rows"] == "200"
+    service.store.close(job_id, "failed", "upload_incomplete", "cut", purge=purge)
+    assert bool(service.store.summary_fields(job_id)) is not purge
