@@ -231,3 +231,4 @@ def test_api_killed_mid_upload_is_failed_and_cleaned_by_the_reaper(
     assert job["upload"]["results_deleted"] is True
     assert store.redis.keys(store.keys(job_id).result("*")) == []
     assert job_driver.results(job_id).num_rows == 0
+    assert store.summary_fields(job_id) == {}  # the job summary goes with the results it counted
