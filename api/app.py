@@ -15,8 +15,17 @@ from api.metrics import api_metrics
 from api.services import EXTENSION_KEY, Services
 from predictq.settings import Settings
 
+# The WSGI environ key gunicorn's access log (predictq.gunicorn_edge) reads the matched route from.
+ROUTE_ENVIRON_KEY = "predictq.route"
+
 POLL_ENDPOINTS = ("jobs.list_jobs", "jobs.get_job", "jobs.cancel_job", "jobs.get_results", "jobs.get_errors",
                   "summary.get_summary", "summary.get_model")
+
+
+def _note_route() -> None:
+    """Tell the access log which route matched: it prints the rule (`/v1/jobs/<job_id>`), never the raw path."""
+    if request.url_rule is not None:
+        request.environ[ROUTE_ENVIRON_KEY] = request.url_rule.rule
 
 
 def _count_response(response: Response) -> Response:
@@ -37,6 +46,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.config.update(test_config)
     app.extensions[EXTENSION_KEY] = Services(settings, KeyRing.from_settings(settings), overrides)
 
+    app.before_request(_note_route)  # first, so it runs even when a rate limit refuses the request
     register_error_handlers(app)
     for blueprint in (predict.bp, jobs.bp, summary.bp, ops.bp, console.bp):
         app.register_blueprint(blueprint)

@@ -16,8 +16,9 @@ _settings = Settings.from_env()
 
 bind = f"0.0.0.0:{_settings.api_port}"  # `predictq serve --bind` overrides this
 workers = _settings.api_workers
-# Threads let one worker keep answering polls while another request streams a large upload.
-worker_class = "gthread"
+# Threads let one worker keep answering polls while another request streams a large upload. This is gunicorn's
+# gthread worker, answering its own parse errors (414, 431, bad request lines) in the one JSON error shape.
+worker_class = "predictq.gunicorn_edge.JsonErrorWorker"
 threads = _settings.api_threads
 # gthread workers heartbeat from their main thread, so long uploads are not killed by this timeout.
 timeout = 60
@@ -27,6 +28,9 @@ keepalive = 5
 preload_app = False
 accesslog = "-"
 errorlog = "-"
+# The access log names the matched route, never the path, query string or Basic user: each can carry an API key.
+logger_class = "predictq.gunicorn_edge.RedactingLogger"
+access_log_format = '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s %(L)ss "%(a)s" %({x-request-id}i)s'
 loglevel = _settings.log_level
 # Containers often mount /tmp on overlayfs; heartbeat files on tmpfs avoid stalls there.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -67,7 +67,7 @@ def test_serve_answers_the_api_probe(service_env: dict[str, str], started: list[
     started.append(api)
     assert f"127.0.0.1:{port}/healthz answered 200" in wait_for_probe("api", env, api)
     assert f"Listening at: http://0.0.0.0:{port}" in api.log_tail(50)
-    assert "Using worker: gthread" in api.log_tail(50)
+    assert "Using worker: predictq.gunicorn_edge.JsonErrorWorker" in api.log_tail(50)
 
 
 def test_worker_answers_the_worker_probe(service_env: dict[str, str], started: list[Child], tmp_path: Path) -> None:

@@ -30,7 +30,10 @@ def test_gunicorn_conf_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     conf = load_gunicorn_conf(monkeypatch)
     assert conf.bind == "0.0.0.0:1313"
-    assert (conf.workers, conf.worker_class, conf.threads) == (2, "gthread", 4)
+    assert (conf.workers, conf.threads) == (2, 4)
+    # gunicorn's gthread worker with JSON parse errors, and an access log without credentials
+    assert conf.worker_class == "predictq.gunicorn_edge.JsonErrorWorker"
+    assert conf.logger_class == "predictq.gunicorn_edge.RedactingLogger"
     assert conf.loglevel == "info"
     assert conf.preload_app is False
 
