@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from api.errors import ApiError
 from predictq.settings import Settings, SettingsError
 
 DEFAULT_TENANT = "default"
+HOW_TO_SEND_KEY = "send 'Authorization: Bearer <key>', 'X-API-Key: <key>' or HTTP Basic with the key as user name"
 
 
 def key_digest(key: str) -> bytes:
@@ -66,13 +69,26 @@ class KeyRing:
         return found
 
 
+def basic_key(credentials: str) -> str:
+    """The key in HTTP Basic credentials (`curl -u KEY:`): the user name, or the password when the user name is
+    empty (`curl -u :KEY`); "" when they are not base64 of UTF-8 `user:password`."""
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    user, sep, password = decoded.partition(":")
+    return (user or password).strip() if sep else ""
+
+
 def presented_key(req: Request) -> str | None:
-    """The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>` ("" for any other
-    Authorization scheme, which is refused rather than ignored)."""
+    """The key a request carries: `Authorization: Bearer <key>`, `Authorization: Basic` with the key as user
+    name, or `X-API-Key: <key>` ("" for any other or malformed Authorization, which is refused, not ignored)."""
     header = req.headers.get("Authorization")
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else ""
+        if scheme.lower() == "bearer":
+            return value.strip()
+        return basic_key(value.strip()) if scheme.lower() == "basic" else ""
     key = req.headers.get("X-API-Key", "").strip()
     return key or None
 
@@ -93,9 +109,9 @@ def authenticate(keyring: KeyRing) -> str:
     tenant = keyring.tenant_for(key) if key else None
     if tenant is None:
         if key is None:
-            message = "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            message = f"missing API key: {HOW_TO_SEND_KEY}"
         elif key == "":
-            message = "unsupported Authorization header: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            message = f"unsupported or malformed Authorization header: {HOW_TO_SEND_KEY}"
         else:
             message = "invalid API key"
         raise ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="predictq"'})

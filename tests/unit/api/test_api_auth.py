@@ -1,7 +1,8 @@
-"""API keys: parsing, hashed storage, Bearer and X-API-Key, 401/503, and the disabled mode's one tenant."""
+"""API keys: parsing, hashed storage, Bearer, Basic and X-API-Key, 401/503, and the disabled mode's one tenant."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,22 @@ def test_unreadable_keys_file_fails_fast(tmp_path: Path) -> None:
         KeyRing.from_settings(Settings(api_keys_file=str(tmp_path / "missing")))
 
 
+def basic(credentials: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+
 @pytest.mark.parametrize(
     "headers",
-    [{"Authorization": "Bearer sekrit"}, {"authorization": "bearer sekrit"}, {"X-API-Key": "sekrit"}],
+    [
+        {"Authorization": "Bearer sekrit"},
+        {"authorization": "bearer sekrit"},
+        {"X-API-Key": "sekrit"},
+        basic("sekrit:"),  # curl -u sekrit:
+        basic(":sekrit"),  # curl -u :sekrit
+        basic("sekrit:ignored"),
+    ],
 )
-def test_either_header_carries_the_key(make_app, good_row, headers: dict[str, str]) -> None:
+def test_every_way_of_sending_the_key_carries_it(make_app, good_row, headers: dict[str, str]) -> None:
     client = make_app(auth_mode="required", api_keys="sekrit:acme").test_client()
     assert client.post("/predict", json=good_row, headers=headers).status_code == 200
 
@@ -52,15 +64,22 @@ def test_either_header_carries_the_key(make_app, good_row, headers: dict[str, st
         ({}, "missing API key"),
         ({"X-API-Key": "wrong"}, "invalid API key"),
         ({"Authorization": "Bearer wrong", "X-API-Key": "sekrit"}, "invalid API key"),
-        ({"Authorization": "Basic c2Vrcml0", "X-API-Key": "sekrit"}, "unsupported Authorization"),
-        ({"Authorization": "Bearer "}, "unsupported Authorization"),
+        ({"Authorization": "Basic c2Vrcml0", "X-API-Key": "sekrit"}, "unsupported or malformed Authorization"),
+        ({"Authorization": "Bearer "}, "unsupported or malformed Authorization"),
+        ({"Authorization": "Digest sekrit"}, "unsupported or malformed Authorization"),
+        ({"Authorization": "Basic !!notbase64"}, "unsupported or malformed Authorization"),
+        ({"Authorization": "Basic " + base64.b64encode(b"\xffsekrit:").decode()}, "malformed Authorization"),
+        (basic(":"), "unsupported or malformed Authorization"),
+        (basic("wrong:sekrit"), "invalid API key"),  # the user name is the key when there is one
     ],
 )
 def test_missing_or_wrong_key_is_401(make_app, good_row, headers: dict[str, str], message: str) -> None:
     client = make_app(auth_mode="required", api_keys="sekrit:acme").test_client()
     response = client.post("/predict", json=good_row, headers=headers)
     assert response.status_code == 401
-    assert message in response.get_json()["error"]["message"]
+    text = response.get_json()["error"]["message"]
+    assert message in text
+    assert message == "invalid API key" or text.endswith("or HTTP Basic with the key as user name")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/v1/jobs", headers=headers).status_code == 401
 
