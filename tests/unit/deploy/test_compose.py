@@ -53,10 +53,10 @@ def test_redis_keeps_data_and_never_evicts(compose: dict[str, Any]) -> None:
     assert ":" in redis["image"] and not redis["image"].endswith(":latest")
 
 
-def test_api_publishes_1313_and_waits_for_healthy_redis(compose: dict[str, Any]) -> None:
+def test_api_waits_for_healthy_redis_and_is_reached_through_the_proxy_only(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
     assert api["command"] == ["serve"]
-    assert api["ports"] == ["127.0.0.1:1313:1313"], "loopback only by default"
+    assert "ports" not in api, "slow clients must meet nginx, not gunicorn"
     assert api["environment"]["PREDICTQ_DEV_KEY_FILE"].startswith("/var/lib/predictq/")
     assert api["volumes"] == ["api-state:/var/lib/predictq"] and "api-state" in compose["volumes"]
     assert api["depends_on"] == {"redis": {"condition": "service_healthy"}}
@@ -87,9 +87,39 @@ def test_flower_is_in_the_monitoring_profile_on_5555(compose: dict[str, Any]) ->
     assert "--broker=redis://redis:6379/0" in flower["command"]
 
 
-def test_only_api_and_flower_publish_ports(compose: dict[str, Any]) -> None:
-    """Redis and the workers are reachable only on the compose network."""
-    assert {name for name, svc in compose["services"].items() if "ports" in svc} == {"api", "flower"}
+def test_only_the_proxy_and_flower_publish_ports(compose: dict[str, Any]) -> None:
+    """Redis, the API and the workers are reachable only on the compose network."""
+    assert {name for name, svc in compose["services"].items() if "ports" in svc} == {"proxy", "flower"}
+
+
+def test_proxy_publishes_1313_in_front_of_the_api(compose_raw: dict[str, Any], compose: dict[str, Any],
+                                                  root: Path) -> None:
+    proxy = compose["services"]["proxy"]
+    assert proxy["ports"] == ["127.0.0.1:1313:1313"], "loopback only by default"
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+-alpine(-slim)?", proxy["image"]), "a pinned official nginx image"
+    (volume,) = proxy["volumes"]
+    source, target, mode = volume.split(":")
+    assert (root / source).is_file() and source == "./deploy/nginx/predictq.conf.template"
+    # Rendered by the image into conf.d/default.conf, replacing the image's own default server.
+    assert (target, mode) == ("/etc/nginx/templates/default.conf.template", "ro")
+    assert proxy["environment"]["PROXY_UPSTREAM"] == "api:1313"
+    assert proxy["depends_on"] == {"api": {"condition": "service_healthy"}}
+    assert "/healthz" in " ".join(proxy["healthcheck"]["test"])
+    # nginx refuses bodies the API would refuse: the same variable, with the same default.
+    raw = compose_raw["services"]["proxy"]["environment"]["PREDICTQ_MAX_UPLOAD_BYTES"]
+    assert raw == compose_raw["x-predictq"]["environment"]["PREDICTQ_MAX_UPLOAD_BYTES"]
+
+
+def test_proxy_template_reads_only_variables_the_proxy_service_sets(compose: dict[str, Any], root: Path) -> None:
+    """The image's envsubst step leaves unknown ${NAME}s as they are, which nginx would then refuse."""
+    template = (root / "deploy" / "nginx" / "predictq.conf.template").read_text(encoding="utf-8")
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", template))
+    environment = dict(compose["services"]["proxy"]["environment"])
+    # The image fills in NGINX_LOCAL_RESOLVERS (from /etc/resolv.conf) when NGINX_ENTRYPOINT_LOCAL_RESOLVERS is set.
+    assert environment.pop("NGINX_ENTRYPOINT_LOCAL_RESOLVERS")
+    assert used == set(environment) | {"NGINX_LOCAL_RESOLVERS"}
+    # envsubst also replaces $NAME without braces: nginx's own variables must stay lower case.
+    assert not re.findall(r"\$[A-Z]", template)
 
 
 def test_every_service_restarts(compose: dict[str, Any]) -> None:
