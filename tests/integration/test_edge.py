@@ -458,6 +458,7 @@ def send_cut_upload(port: int, key: str, body: bytes, cut: int, *, chunked: bool
         ("record_boundary", False, "half_close"),
         ("inside_first_chunk", False, "close"),
         ("after_many_chunks", True, "close"),  # a chunked body that never sends its last chunk
+        ("after_many_chunks", True, "bad_chunk_size"),
     ],
 )
 def test_an_upload_cut_behind_the_proxy_fails_its_job(edge: Edge, celery_workers: Any, job_service: Any,
@@ -479,6 +480,13 @@ def test_an_upload_cut_behind_the_proxy_fails_its_job(edge: Edge, celery_workers
             listed = [job for job in items if job["chunks_total"] >= 2]
             assert time.monotonic() < deadline, items
             time.sleep(0.1)
+        if how == "bad_chunk_size":
+            sock.sendall(b"zz\r\n")
+            answer = b""
+            with contextlib.suppress(TimeoutError, ConnectionResetError):
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert_json_error(answer, 400, "bad_request")  # nginx's answer; the API's body was cut
         if how == "half_close":
             sock.shutdown(socket.SHUT_WR)
             answer = b""
@@ -519,8 +527,8 @@ def edge_for_errors(redis_server: str, tmp_path_factory: pytest.TempPathFactory)
     """One gunicorn + nginx pair for the malformed-request cases (they change nothing in Redis)."""
     log_dir = tmp_path_factory.mktemp("edge-errors")
     settings = dataclasses.replace(Settings(), redis_url=redis_server, queue_name="predictq-edge-errors")
-    keys = test_keys()
-    api, api_port = start_api(settings, f"{keys['acme']}:acme", log_dir)
+    keys = {"acme": ERRORS_KEY}
+    api, api_port = start_api(settings, f"{ERRORS_KEY}:acme", log_dir)
     try:
         proxy, proxy_port = start_proxy(f"127.0.0.1:{api_port}", log_dir)
     except BaseException:
@@ -534,6 +542,8 @@ def edge_for_errors(redis_server: str, tmp_path_factory: pytest.TempPathFactory)
 
 
 HOST = b"Host: edge\r\n"
+ERRORS_KEY = "edge-errors-key"
+AUTH = b"X-API-Key: edge-errors-key\r\n"
 MALFORMED = {
     "bad_request_line": b"GARBAGE\r\n\r\n",
     "key_as_method": b"s3cr3t-key /v1/jobs HTTP/1.1\r\n" + HOST + b"\r\n",
@@ -543,6 +553,13 @@ MALFORMED = {
     "large_header": b"GET /healthz HTTP/1.1\r\n" + HOST + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n",
     "many_headers": b"GET /healthz HTTP/1.1\r\n" + HOST + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n",
     "unsupported_coding": b"POST /v1/jobs HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip\r\n\r\n",
+    "missing_host": b"GET /healthz HTTP/1.1\r\n\r\n",
+    "trace": b"TRACE /healthz HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n",
+    "declared_too_large": b"POST /v1/jobs HTTP/1.1\r\n" + HOST + AUTH + b"Content-Type: text/csv\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (UPLOAD_LIMIT + 1),
+    "bad_chunk_size": b"POST /v1/jobs HTTP/1.1\r\n" + HOST + AUTH + b"Content-Type: text/csv\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nx\r\n",
+    "unknown_route": b"GET /nowhere HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n",
 }
 
 
@@ -565,15 +582,7 @@ MALFORMED = {
 )
 def test_proxy_answers_malformed_http_in_the_json_shape(edge_for_errors: Edge, case: str, status: int,
                                                         code: str) -> None:
-    requests_by_case = MALFORMED | {
-        "missing_host": b"GET /healthz HTTP/1.1\r\n\r\n",
-        "trace": b"TRACE /healthz HTTP/1.1\r\n" + HOST + b"\r\n",
-        "declared_too_large": b"POST /v1/jobs HTTP/1.1\r\n" + HOST + b"Content-Type: text/csv\r\n"
-                              b"Content-Length: %d\r\n\r\n" % (UPLOAD_LIMIT + 1),
-        "bad_chunk_size": b"POST /v1/jobs HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nx\r\n",
-        "unknown_route": b"GET /nowhere HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n",
-    }
-    answer = raw_exchange(edge_for_errors.proxy_port, requests_by_case[case])
+    answer = raw_exchange(edge_for_errors.proxy_port, MALFORMED[case])
     assert_json_error(answer, status, code)
     assert b"s3cr3t" not in answer and b"aaaa" not in answer  # nothing of the request is echoed
 
@@ -595,6 +604,10 @@ def test_proxy_answers_http09_with_the_json_body_only(edge_for_errors: Edge) -> 
         ("large_header", 431, "headers_too_large"),
         ("many_headers", 431, "headers_too_large"),
         ("unsupported_coding", 400, "bad_header"),  # gunicorn refuses any coding but chunked as a bad header
+        ("trace", 405, "method_not_allowed"),  # the app's own answers from here on
+        ("declared_too_large", 413, "too_large"),
+        ("bad_chunk_size", 400, "incomplete_body"),
+        ("unknown_route", 404, "not_found"),
     ],
 )
 def test_gunicorn_answers_malformed_http_in_the_json_shape(edge_for_errors: Edge, case: str, status: int,
