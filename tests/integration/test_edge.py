@@ -351,13 +351,16 @@ class Tricklers:
         """Stop trickling, end every header, and return each connection's answer status (0: none)."""
         self._stop.set()
         self._thread.join(timeout=10)
+        for sock in self.sockets:
+            sock.sendall(b"\r\n")
         statuses = []
         for sock in self.sockets:
-            try:
-                sock.sendall(b"\r\n")
-                statuses.append(split_answer(sock.recv(65536))[0])
-            except (OSError, AssertionError):
-                statuses.append(0)
+            head = b""
+            with contextlib.suppress(OSError):
+                while b"\r\n\r\n" not in head and (more := sock.recv(65536)):
+                    head += more
+            status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/1.1 ") and b"\r\n\r\n" in head else b"0"
+            statuses.append(int(status))
         return statuses
 
     def close(self) -> None:
