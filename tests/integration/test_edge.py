@@ -186,13 +186,14 @@ def worker_settings(worker_settings: Settings) -> Settings:
     return dataclasses.replace(worker_settings, chunk_rows=2_000)
 
 
-@pytest.fixture
-def edge(worker_settings: Settings, tmp_path: Path) -> Iterator[Edge]:
-    """gunicorn (1 worker x 2 threads) behind nginx, stopped after the test."""
-    keys = test_keys()
-    api, api_port = start_api(worker_settings, f"{keys['acme']}:acme,{keys['globex']}:globex", tmp_path)
+@contextlib.contextmanager
+def running_edge(settings: Settings, keys: dict[str, str], log_dir: Path) -> Iterator[Edge]:
+    """gunicorn (1 worker x 2 threads) with `keys` (tenant -> key; "unknown" is not configured) behind nginx,
+    both stopped on exit."""
+    configured = ",".join(f"{key}:{tenant}" for tenant, key in keys.items() if tenant != "unknown")
+    api, api_port = start_api(settings, configured, log_dir)
     try:
-        proxy, proxy_port = start_proxy(f"127.0.0.1:{api_port}", tmp_path)
+        proxy, proxy_port = start_proxy(f"127.0.0.1:{api_port}", log_dir)
     except BaseException:
         api.stop()
         raise
@@ -201,6 +202,13 @@ def edge(worker_settings: Settings, tmp_path: Path) -> Iterator[Edge]:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def edge(worker_settings: Settings, tmp_path: Path) -> Iterator[Edge]:
+    """The edge for one test, on the test's settings (workers started by the test see the same queue)."""
+    with running_edge(worker_settings, test_keys(), tmp_path) as stack:
+        yield stack
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 15.0) -> bytes:
@@ -530,18 +538,8 @@ def edge_for_errors(redis_server: str, tmp_path_factory: pytest.TempPathFactory)
     """One gunicorn + nginx pair for the malformed-request cases (they change nothing in Redis)."""
     log_dir = tmp_path_factory.mktemp("edge-errors")
     settings = dataclasses.replace(Settings(), redis_url=redis_server, queue_name="predictq-edge-errors")
-    keys = {"acme": ERRORS_KEY}
-    api, api_port = start_api(settings, f"{ERRORS_KEY}:acme", log_dir)
-    try:
-        proxy, proxy_port = start_proxy(f"127.0.0.1:{api_port}", log_dir)
-    except BaseException:
-        api.stop()
-        raise
-    stack = Edge(api, api_port, proxy, proxy_port, keys)
-    try:
+    with running_edge(settings, {"acme": ERRORS_KEY}, log_dir) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 HOST = b"Host: edge\r\n"

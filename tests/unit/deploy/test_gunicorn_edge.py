@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import socket
 from types import SimpleNamespace
 
 import orjson
@@ -12,7 +13,13 @@ from gunicorn.config import Config
 from gunicorn.http import errors
 
 from api.app import ROUTE_ENVIRON_KEY as APP_ROUTE_KEY
-from predictq.gunicorn_edge import ROUTE_ENVIRON_KEY, RedactingLogger, error_bytes, parse_error_answer
+from predictq.gunicorn_edge import (
+    ROUTE_ENVIRON_KEY,
+    JsonErrorWorker,
+    RedactingLogger,
+    error_bytes,
+    parse_error_answer,
+)
 
 KEY = "sekrit-key-0123456789"
 
@@ -80,3 +87,28 @@ def test_gunicorn_errors_answer_json_without_echoing_the_input(exc: Exception, s
     assert (error["code"], error["details"]) == (code, {}) and error["message"]
     assert KEY.encode() not in answer
 
+
+
+class RecordingLog:
+    """Stands in for gunicorn's logger: keeps every message as it would be printed."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __getattr__(self, level: str) -> object:
+        return lambda message, *args, **kwargs: self.lines.append(f"{level}: {message % args if args else message}")
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"), [(errors.InvalidRequestLine(f"{KEY} / HTTP/1.1"), 400), (ValueError(KEY), 500)]
+)
+def test_worker_answers_json_and_logs_no_request_bytes(exc: Exception, status: int) -> None:
+    worker = JsonErrorWorker.__new__(JsonErrorWorker)  # only what handle_error uses
+    worker.cfg, worker.log = Config(), RecordingLog()
+    server, client = socket.socketpair()
+    with client:
+        worker.handle_error(None, server, ("127.0.0.1", 5000), exc)
+        answer = client.recv(65536)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()) and b"application/json" in answer
+    assert worker.log.lines and all(KEY not in line for line in worker.log.lines)
+    assert server.fileno() == -1, "the connection is closed after the answer"
