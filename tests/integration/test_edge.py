@@ -33,7 +33,7 @@ from predictq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "predictq.conf.template"
-UPLOAD_LIMIT = 64_000_000
+UPLOAD_LIMIT = 12_000_000
 START_TIMEOUT = 60.0
 
 
@@ -427,7 +427,7 @@ def test_trickling_clients_starve_gunicorn_alone(edge: Edge) -> None:
 def test_upload_streams_through_the_proxy(edge: Edge, celery_workers: Any, tmp_path: Path) -> None:
     """A multi-MB chunked upload through nginx reaches the API while it is still being sent, and succeeds."""
     celery_workers.start()
-    body = csv_body(tmp_path, 60_000)
+    body = csv_body(tmp_path, 10_000)
     key = {"X-API-Key": edge.keys["acme"]}
     seen_mid_upload: list[dict[str, Any]] = []
 
@@ -447,7 +447,24 @@ def test_upload_streams_through_the_proxy(edge: Edge, celery_workers: Any, tmp_p
     assert answered.status_code == 202, answered.text
     assert len(body) > 5_000_000 and seen_mid_upload, "the API saw nothing of the upload before it ended"
     job = wait_for_job(f"{edge.url}/v1/jobs/{answered.json()['id']}", edge.keys["acme"], {"succeeded", "failed"})
-    assert (job["state"], job["rows_total"], job["rows_done"]) == ("succeeded", 60_000, 60_000)
+    assert (job["state"], job["rows_total"], job["rows_done"]) == ("succeeded", 10_000, 10_000)
+
+
+def listed_jobs(edge: Edge, key: str) -> list[dict[str, Any]]:
+    """The first page of the key's jobs, through the proxy."""
+    return requests.get(f"{edge.url}/v1/jobs", headers={"X-API-Key": key}, timeout=10).json()["items"]
+
+
+def wait_until_all_failed(edge: Edge, key: str) -> list[dict[str, Any]]:
+    """Poll the job listing until every job in it has failed; none may ever show as succeeded."""
+    deadline = time.monotonic() + 60
+    while True:
+        items = listed_jobs(edge, key)
+        assert all(job["state"] != "succeeded" for job in items), items
+        if all(job["state"] == "failed" for job in items):
+            return items
+        assert time.monotonic() < deadline, items
+        time.sleep(0.2)
 
 
 def send_cut_upload(port: int, key: str, body: bytes, cut: int, *, chunked: bool) -> socket.socket:
@@ -478,7 +495,7 @@ def test_an_upload_cut_behind_the_proxy_fails_its_job(edge: Edge, celery_workers
     job (`upload_incomplete`, nothing staged left), never seals it; the service carries on."""
     celery_workers.start()
     key = edge.keys["acme"]
-    body = csv_body(tmp_path, 30_000)
+    body = csv_body(tmp_path, 10_000)
     boundary = body.rindex(b"\n", 0, len(body) * 2 // 3) + 1
     cut = {"mid_record": boundary + 25, "record_boundary": boundary, "inside_first_chunk": 50_000,
            "after_many_chunks": boundary}[where]
@@ -487,7 +504,7 @@ def test_an_upload_cut_behind_the_proxy_fails_its_job(edge: Edge, celery_workers
     with sock:
         deadline = time.monotonic() + 60
         while where != "inside_first_chunk" and not listed:  # the API is staging chunks: cut only now
-            items = requests.get(f"{edge.url}/v1/jobs", headers={"X-API-Key": key}, timeout=10).json()["items"]
+            items = listed_jobs(edge, key)
             listed = [job for job in items if job["chunks_total"] >= 2]
             assert time.monotonic() < deadline, items
             time.sleep(0.1)
@@ -507,14 +524,7 @@ def test_an_upload_cut_behind_the_proxy_fails_its_job(edge: Edge, celery_workers
             # nginx drops a client that ends its body early (logged as 400, nothing sent); the API's 400
             # incomplete_body for the cut body it received goes no further than nginx.
             assert answer == b""
-    deadline = time.monotonic() + 60
-    while True:
-        items = requests.get(f"{edge.url}/v1/jobs", headers={"X-API-Key": key}, timeout=10).json()["items"]
-        assert all(job["state"] != "succeeded" for job in items), items
-        if all(job["state"] == "failed" for job in items):
-            break
-        assert time.monotonic() < deadline, items
-        time.sleep(0.2)
+    items = wait_until_all_failed(edge, key)
     if where == "inside_first_chunk":
         assert len(items) <= 1
     else:
@@ -529,6 +539,28 @@ def test_an_upload_cut_behind_the_proxy_fails_its_job(edge: Edge, celery_workers
     assert answered.status_code == 202, answered.text
     job = wait_for_job(f"{edge.url}/v1/jobs/{answered.json()['id']}", key, {"succeeded", "failed"})
     assert job["state"] == "succeeded"
+
+
+
+def test_a_streamed_upload_over_the_limit_is_refused_by_the_proxy(edge: Edge, tmp_path: Path) -> None:
+    """nginx holds PREDICTQ_MAX_UPLOAD_BYTES too: past it, the client gets nginx's 413 and the API, whose body
+    was cut, fails whatever job it had started (never a succeeded job)."""
+    key = edge.keys["acme"]
+    body = csv_body(tmp_path, 14_000)
+    assert len(body) > UPLOAD_LIMIT
+    sock = send_cut_upload(edge.proxy_port, key, body, 0, chunked=True)
+    answer = b""
+    with sock:
+        with contextlib.suppress(OSError):  # nginx stops reading once it has answered
+            for start in range(0, len(body), 65536):
+                piece = body[start : start + 65536]
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert_json_error(answer, 413, "too_large")
+    items = wait_until_all_failed(edge, key)
+    assert all(job["reason_code"] == "upload_incomplete" for job in items), items
 
 
 # ---- errors the edge answers itself: the one JSON shape ----
