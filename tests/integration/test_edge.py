@@ -15,7 +15,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import requests
 from model.synth import write_synth
 from predictq.localredis import free_port
 from predictq.settings import Settings
+from tests.integration.servers import ApiServer, gunicorn_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "predictq.conf.template"
@@ -90,25 +90,15 @@ def wait_until_answering(url: str, process: Process) -> None:
         time.sleep(0.2)
 
 
-def start_api(settings: Settings, keys: str, log_dir: Path, *, threads: int = 2) -> tuple[Process, int]:
-    """gunicorn with the project's config (one worker, `threads` threads) on a free loopback port."""
-    port = free_port()
+def api_env(settings: Settings, keys: str) -> dict[str, str]:
+    """The API's environment: the test's Redis and queue, `keys`, one gunicorn worker with two threads."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTQ_", "PROMETHEUS_"))}
-    env |= {
+    return env | {
         "REDIS_URL": settings.redis_url, "PREDICTQ_QUEUE": settings.queue_name,
         "PREDICTQ_CHUNK_ROWS": str(settings.chunk_rows), "PREDICTQ_API_KEYS": keys,
-        "PREDICTQ_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT), "PREDICTQ_PORT": str(port),
-        "PREDICTQ_API_WORKERS": "1", "PREDICTQ_API_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
+        "PREDICTQ_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT), "PREDICTQ_API_WORKERS": "1", "PREDICTQ_API_THREADS": "2",
+        "PYTHONUNBUFFERED": "1",
     }
-    log = log_dir / "api.log"
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:predictq.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
-            "api.wsgi:app"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-    api = Process("api", process, [log])
-    wait_until_answering(f"http://127.0.0.1:{port}/readyz", api)
-    return api, port
 
 
 def start_proxy(upstream: str, log_dir: Path, *, wait_for: str | None = "/healthz") -> tuple[Process, int]:
@@ -154,8 +144,7 @@ def port_open(port: int) -> bool:
 class Edge:
     """gunicorn and nginx in front of it, both on loopback."""
 
-    api: Process
-    api_port: int
+    api: ApiServer
     proxy: Process
     proxy_port: int
     keys: dict[str, str]
@@ -166,11 +155,11 @@ class Edge:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return self.api.url
 
-    def stop(self) -> None:
-        self.proxy.stop(signal.SIGQUIT)  # nginx's graceful stop
-        self.api.stop()
+    @property
+    def api_port(self) -> int:
+        return self.api.port
 
 
 def test_keys() -> dict[str, str]:
@@ -191,17 +180,12 @@ def running_edge(settings: Settings, keys: dict[str, str], log_dir: Path) -> Ite
     """gunicorn (1 worker x 2 threads) with `keys` (tenant -> key; "unknown" is not configured) behind nginx,
     both stopped on exit."""
     configured = ",".join(f"{key}:{tenant}" for tenant, key in keys.items() if tenant != "unknown")
-    api, api_port = start_api(settings, configured, log_dir)
-    try:
-        proxy, proxy_port = start_proxy(f"127.0.0.1:{api_port}", log_dir)
-    except BaseException:
-        api.stop()
-        raise
-    stack = Edge(api, api_port, proxy, proxy_port, keys)
-    try:
-        yield stack
-    finally:
-        stack.stop()
+    with gunicorn_server(api_env(settings, configured), log_dir / "api.log") as api:
+        proxy, proxy_port = start_proxy(f"127.0.0.1:{api.port}", log_dir)
+        try:
+            yield Edge(api, proxy, proxy_port, keys)
+        finally:
+            proxy.stop(signal.SIGQUIT)  # nginx's graceful stop
 
 
 @pytest.fixture
@@ -312,7 +296,7 @@ def test_no_key_reaches_any_log(edge: Edge, celery_workers: Any, tmp_path: Path)
         assert statuses["unknown", port][:4] == [b"401"] * 4
         assert {b"400", b"404", b"414", b"431"} <= set(statuses["acme", port][4:])
 
-    edge.stop()
+    edge.proxy.stop(signal.SIGQUIT)  # everything is written; gunicorn writes each line as it logs it
     celery_workers.stop_all()
     logs = sorted(tmp_path.rglob("*.log"))
     assert {p.name for p in logs} == {"api.log", "proxy-access.log", "proxy-error.log", "proxy-main-error.log",
