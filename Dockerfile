@@ -7,8 +7,11 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+# The project is installed apart from the dependencies, in /opt/app (on the venv's path through a .pth file),
+# so the runtime image keeps the dependencies in one layer that code edits leave unchanged.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/python -c "import site; open(site.getsitepackages()[0] + '/predictq-app.pth', 'w').write('/opt/app\n')"
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first, from pyproject.toml and constraints.txt only, so code edits reuse this layer.
@@ -22,15 +25,17 @@ COPY predictq ./predictq
 COPY api ./api
 COPY worker ./worker
 COPY model ./model
-RUN python -m pip install --no-deps --constraint constraints.txt . \
+RUN python -m pip install --no-deps --constraint constraints.txt --target /opt/app . \
     && rm -rf /src/build
 
-# Fail the build if the shipped model artifact does not load and match its recorded checksum.
+# Fail the build if the installed model artifact does not load and match its recorded checksum (run outside
+# /src, so the installed package is checked rather than the source tree).
+WORKDIR /tmp
 RUN python -m predictq.healthcheck model
 
-# ---- runtime: the virtual environment only, run as an unprivileged user ----
+# ---- runtime: the virtual environment, then the project, run as an unprivileged user ----
 FROM ${PYTHON_IMAGE} AS runtime
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PREDICTQ_ROLE=api \
@@ -41,6 +46,7 @@ RUN groupadd --system --gid 10001 predictq \
 # /var/lib/predictq holds the development API key (a named volume copies this ownership).
 RUN install -d -o 10001 -g 10001 -m 700 /var/lib/predictq
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/app /opt/app
 WORKDIR /tmp
 USER 10001:10001
 EXPOSE 1313
