@@ -16,8 +16,12 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+# What `compose up` starts: every service outside a profile.
+SERVICES = sorted(name for name, service in COMPOSE_FILE["services"].items() if "profiles" not in service)
 ENGINE = os.environ.get("PREDICTQ_CONTAINER_ENGINE", "")
 COMPOSE = shlex.split(os.environ.get("PREDICTQ_COMPOSE", ""))
 PROJECT = "predictq"
@@ -85,8 +89,10 @@ class Stack:
             self.engine("healthcheck", "run", name, check=False)
         return self.inspect(name, "{{.State.Health.Status}}")
 
-    def wait_healthy(self, services: dict[str, int]) -> float:
-        """Wait until each service has its number of running, healthy containers; return the seconds it took."""
+    def wait_healthy(self, services: dict[str, int] | None = None, workers: int = 1) -> float:
+        """Wait until each service (default: all, with `workers` workers) has its number of running, healthy
+        containers; return the seconds it took."""
+        services = services or {name: workers if name == "worker" else 1 for name in SERVICES}
         start = time.monotonic()
         deadline = start + HEALTHY_WITHIN_SECONDS
         passed: set[str] = set()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.container.compose_stack import Stack, cli, record
+from tests.container.compose_stack import COMPOSE_FILE, SERVICES, Stack, cli, record
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -93,6 +93,22 @@ def test_containers_are_healthy_and_run_as_uid_10001(stack: Stack) -> None:
         assert stack.engine("exec", name, "id", "-u") == "10001"
 
 
+def test_only_the_published_service_is_reachable_from_the_host(stack: Stack) -> None:
+    published = [name for name in SERVICES if COMPOSE_FILE["services"][name].get("ports")]
+    assert len(published) == 1, published
+    port = stack.url.rsplit(":", 1)[1]
+    for service in SERVICES:
+        for name in stack.containers(service):
+            ports = stack.engine("port", name)
+            assert (f"127.0.0.1:{port}" in ports) if service in published else ports == "", (name, ports)
+    ready = stack.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    if published != ["api"]:
+        # The proxy in front answers for the API (nginx names itself even with server_tokens off).
+        assert ready.headers.get("Server", "").startswith("nginx"), ready.headers
+    record("published service", f"{published[0]} on 127.0.0.1:{port}")
+
+
 def test_development_key_is_printed_and_kept_in_the_volume(stack: Stack, api_key: str) -> None:
     (api,) = stack.containers("api")
     printed = re.search(r"development key for tenant 'local': (\S+)", stack.logs(api))
@@ -125,7 +141,7 @@ def test_csv_job_from_the_host_equals_in_process_scoring(stack: Stack, api_key: 
 def test_two_workers_share_one_job(stack: Stack, api_key: str, rows: dict[str, Path], tmp_path: Path) -> None:
     start = time.monotonic()
     stack.compose("up", "-d", "--scale", "worker=2")
-    stack.wait_healthy({"redis": 1, "api": 1, "worker": 2})
+    stack.wait_healthy(workers=2)
     record("scaled to 2 workers, healthy", f"{time.monotonic() - start:.1f} s")
     done = cli("submit", str(rows["csv"]), "--wait", "-o", str(tmp_path / "scored.csv"), stack=stack, key=api_key)
     job_id = re.search(r"job (\S+) accepted", done.stdout + done.stderr).group(1)  # type: ignore[union-attr]
@@ -172,7 +188,7 @@ class HeldUpload:
 def test_crashed_worker_is_restarted_and_the_job_scores_every_row_once(
         stack: Stack, api_key: str, rows: dict[str, Path], tmp_path: Path) -> None:
     stack.compose("up", "-d", "--scale", "worker=2")
-    stack.wait_healthy({"redis": 1, "api": 1, "worker": 2})
+    stack.wait_healthy(workers=2)
     crashed, stopped = stack.containers("worker")
     restarts_before = int(stack.inspect(crashed, "{{.RestartCount}}"))
     earlier = {job["id"] for job in stack.get("/v1/jobs?limit=100", api_key).json()["items"]}
@@ -223,7 +239,7 @@ def test_down_then_up_keeps_the_key_and_finished_results(stack: Stack, api_key: 
     stack.compose("down", "--remove-orphans")  # podman-compose leaves scaled containers without it
     assert stack.containers("api", every=True) == []
     stack.compose("up", "-d")
-    stack.wait_healthy({"redis": 1, "api": 1, "worker": 1})
+    stack.wait_healthy()
     record("down, up again and healthy", f"{time.monotonic() - start:.1f} s")
     key_file = stack.compose("exec", "-T", "api", "cat", "/var/lib/predictq/dev-api-key").strip()
     assert key_file == f"{api_key}:local"
