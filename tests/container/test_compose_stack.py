@@ -231,6 +231,9 @@ def test_crashed_worker_is_restarted_and_the_job_scores_every_row_once(
     record("crash: job done after the kill", f"{job_seconds:.1f} s, {job['rows_done']:,} rows, each once")
     record("crash: reaper passes that requeued chunks", requeued)
     record("`kill` of the other worker", "exited, not restarted (restart policy off until its next start)")
+    stack.compose("up", "-d", "--scale", "worker=2")
+    stack.wait_healthy(workers=2)
+    assert stack.inspect(stopped, "{{.State.Status}}") == "running", "compose up did not start it again"
 
 
 def test_down_then_up_keeps_the_key_and_finished_results(stack: Stack, api_key: str, rows: dict[str, Path],
