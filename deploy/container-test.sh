@@ -121,21 +121,34 @@ probe() {  # skip, saying why, when this host cannot run a container at all
 
 for image in $base_images; do
     full=$(qualified "$image")
+    repo=${image%%:*}
+    name=${repo##*/}
+    # A stand-in carries the digest of the files it was built from: rebuilt when they change.
+    digest=$(find deploy/standins -path "deploy/standins/$name*" -type f | sort | xargs -r sha256sum | sha256sum)
+    digest=${digest%% *}
     if podman image exists "$full"; then
-        say "base image $image: present"
-        continue
+        built_from=$(podman image inspect "$full" \
+            --format '{{range $k, $v := .Labels}}{{if eq $k "predictq.standin.digest"}}{{$v}}{{end}}{{end}}')
+        if [ -z "$built_from" ]; then
+            say "base image $image: present"
+            continue
+        elif [ "$built_from" = "$digest" ]; then
+            say "base image $image: stand-in present"
+            continue
+        fi
+        say "base image $image: stand-in out of date, rebuilding"
     fi
     if [ "${PREDICTQ_PULL_BASE_IMAGES:-0}" = 1 ]; then
         podman pull --quiet "$full" >/dev/null
         say "base image $image: pulled"
         continue
     fi
-    repo=${image%%:*}
-    containerfile="deploy/standins/${repo##*/}.Containerfile"
+    containerfile="deploy/standins/$name.Containerfile"
     [ -f "$containerfile" ] || { echo "no stand-in for $image (expected $containerfile)" >&2; exit 1; }
     build_standin_base
     probe "$STANDIN_BASE"
-    podman build --quiet --network host -f "$containerfile" -t "$full" deploy/standins >/dev/null
+    podman build --quiet --network host --label "predictq.standin.digest=$digest" -f "$containerfile" -t "$full" \
+        deploy/standins >/dev/null
     say "base image $image: stand-in built from $containerfile ($(elapsed))"
 done
 probe "$(qualified "$(grep -m1 '^python' <<<"$base_images")")"
