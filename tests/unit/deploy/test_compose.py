@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -97,17 +99,33 @@ def test_proxy_publishes_1313_in_front_of_the_api(compose_raw: dict[str, Any], c
     proxy = compose["services"]["proxy"]
     assert proxy["ports"] == ["127.0.0.1:1313:1313"], "loopback only by default"
     assert re.fullmatch(r"nginx:\d+\.\d+\.\d+-alpine(-slim)?", proxy["image"]), "a pinned official nginx image"
-    (volume,) = proxy["volumes"]
-    source, target, mode = volume.split(":")
+    template, resolver = (volume.split(":") for volume in proxy["volumes"])
+    source, target, mode = template
     assert (root / source).is_file() and source == "./deploy/nginx/predictq.conf.template"
     # Rendered by the image into conf.d/default.conf, replacing the image's own default server.
     assert (target, mode) == ("/etc/nginx/templates/default.conf.template", "ro")
+    # Sourced by the image's entrypoint after the step that sets NGINX_LOCAL_RESOLVERS (15-local-resolvers).
+    source, target, mode = resolver
+    assert (root / source).is_file() and os.access(root / source, os.X_OK)
+    assert (target, mode) == ("/docker-entrypoint.d/16-first-resolver.envsh", "ro")
     assert proxy["environment"]["PROXY_UPSTREAM"] == "api:1313"
     assert proxy["depends_on"] == {"api": {"condition": "service_healthy"}}
     assert "/healthz" in " ".join(proxy["healthcheck"]["test"])
     # nginx refuses bodies the API would refuse: the same variable, with the same default.
     raw = compose_raw["services"]["proxy"]["environment"]["PREDICTQ_MAX_UPLOAD_BYTES"]
     assert raw == compose_raw["x-predictq"]["environment"]["PREDICTQ_MAX_UPLOAD_BYTES"]
+
+
+@pytest.mark.parametrize(
+    ("resolvers", "kept"),
+    [("10.89.0.1 10.255.255.53", "10.89.0.1"), ("127.0.0.11", "127.0.0.11"), ("[fd00::1] 10.0.0.2", "[fd00::1]")],
+)
+def test_proxy_resolves_with_the_first_nameserver_only(root: Path, resolvers: str, kept: str) -> None:
+    """Podman lists the host's nameservers after the network's own; nginx must ask only the latter."""
+    script = root / "deploy" / "nginx-first-resolver.envsh"
+    done = subprocess.run(["sh", "-c", f'. "{script}"; printf %s "$NGINX_LOCAL_RESOLVERS"'], check=True,
+                          capture_output=True, text=True, env={"NGINX_LOCAL_RESOLVERS": resolvers})
+    assert done.stdout == kept
 
 
 def test_proxy_template_reads_only_variables_the_proxy_service_sets(compose: dict[str, Any], root: Path) -> None:
