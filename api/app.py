@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, request
 from flask_limiter.errors import RateLimitExceeded
 
-from api import console, jobs, ops, predict, summary
+from api import console, jobs, ops, predict, request_id, summary
 from api.auth import KeyRing
 from api.errors import register_error_handlers
 from api.limits import apply_shared_limit, build_limiter, rate_limited_response
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.extensions[EXTENSION_KEY] = Services(settings, KeyRing.from_settings(settings), overrides)
 
     app.before_request(_note_route)  # first, so it runs even when a rate limit refuses the request
+    request_id.init_app(app)
     register_error_handlers(app)
     for blueprint in (predict.bp, jobs.bp, summary.bp, ops.bp, console.bp):
         app.register_blueprint(blueprint)

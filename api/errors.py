@@ -10,6 +10,7 @@ import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from api.request_id import current_request_id
 from model.errors import ArtifactError, SchemaError
 from model.readers import ReadError
 from worker.errors import JobExpired, JobNotFound
@@ -94,8 +95,13 @@ def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> Response:
     """The one JSON error body, with its status and any extra headers (Retry-After, Allow, ...); the message
-    and details are bounded so that an error never echoes a large part of the request."""
-    error = {"code": code, "message": _clip(message, MAX_MESSAGE_CHARS), "details": bounded(details or {})}
+    and details are bounded so that an error never echoes a large part of the request. Inside a request,
+    `details.request_id` names it."""
+    details = bounded(details or {})
+    request_id = current_request_id()
+    if request_id is not None:
+        details = {**details, "request_id": request_id}
+    error = {"code": code, "message": _clip(message, MAX_MESSAGE_CHARS), "details": details}
     body = orjson.dumps({"error": error})
     response = Response(body, status=status, mimetype="application/json")
     for name, value in (headers or {}).items():

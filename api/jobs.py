@@ -12,13 +12,16 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request, stream_with_context, url_for
 
+from api import idempotency
+from api.callbacks import requested_callback
 from api.errors import ApiError, read_error_to_api
 from api.heartbeat import HeartbeatStream
 from api.limits import check_backpressure
 from api.metrics import api_metrics
+from api.request_id import current_request_id
 from api.responses import json_response
 from api.services import require_tenant, services
-from api.uploads import BodyReceipt, IncompleteBody, digest_mismatch, open_upload
+from api.uploads import BodyReceipt, IncompleteBody, Upload, digest_mismatch, open_upload
 from model.memory import release_free_heap
 from model.prefetch import read_ahead
 from model.readers import Chunk, ReadError, iter_chunks
@@ -135,6 +138,8 @@ def _abort(job_id: str, exc: BaseException) -> ApiError | None:
         jobs_service.abort_upload(job_id, "upload_incomplete", exc.describe(), bytes_received=exc.received,
                                   bytes_expected=exc.expected)
         return incomplete_body(exc, job_id)
+    if isinstance(exc, ReadError | ApiError):
+        log.warning("upload of job %s refused: %s", job_id, exc.code)
     if isinstance(exc, ReadError):
         jobs_service.abort_upload(job_id, exc.code, f"{exc.code}: {exc.message}")
         return _naming_job(read_error_to_api(exc), job_id)
@@ -168,40 +173,65 @@ def submit_job() -> Response:
 
     The job is sealed only once the whole body arrived (its length as announced, a chunked body's last chunk,
     its Content-Digest if one was sent); any other ending fails it and deletes what it staged.
+    With an Idempotency-Key, a repeat of a completed submit answers 200 with its job (see api.idempotency).
     """
     svc = services()
     check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows)
     passthrough = _passthrough()
+    callback_url = requested_callback(request, svc.settings, g.tenant)
     upload = open_upload(request, svc.settings.max_upload_bytes)
+    claim = idempotency.claim_for(request, svc.redis, svc.settings, g.tenant, (upload.fmt, passthrough, callback_url))
+    if isinstance(claim, idempotency.Held):
+        return _replay(claim, upload)
     stream = HeartbeatStream(upload.rows)
     # The C heap left free by earlier /predict bodies (tens of MB, kept warm for the next one) goes back to
     # the system first, so that a long upload's resident size is its own working set.
     release_free_heap()
-    try:
-        chunks = _read_chunks(stream, upload.fmt, passthrough)
-    except IncompleteBody as exc:
-        raise incomplete_body(exc, None) from None
-    scorer = svc.scorer
-    job = svc.jobs.create(g.tenant, fmt=upload.fmt, passthrough=passthrough,
-                          model={"version": scorer.version, "sha256": scorer.sha256})
-    job_id = job["id"]
-    stream.beat = partial(svc.jobs.touch_upload, job_id)
-    try:
-        rows_total, chunks_total = _stage_upload(job_id, chunks)
-        receipt = upload.body.finish()
-    except UploadStopped:
-        closed = present(svc.jobs.get(g.tenant, job_id))
-        raise ApiError(409, "job_closed", f"job {job_id} was {closed['state']} during its upload",
-                       {"job_id": job_id, "job": closed}) from None
-    except BaseException as exc:
-        answer = _abort(job_id, exc)
-        if answer is None:
-            raise
-        raise answer from None
-    _check_digest(job_id, receipt, upload.announced)
-    svc.jobs.seal(job_id, rows_total, chunks_total, bytes_received=receipt.bytes_received, sha256=receipt.sha256)
+    with claim.released_on_error():
+        try:
+            chunks = _read_chunks(stream, upload.fmt, passthrough)
+        except IncompleteBody as exc:
+            raise incomplete_body(exc, None) from None
+        scorer = svc.scorer
+        job = svc.jobs.create(g.tenant, fmt=upload.fmt, passthrough=passthrough,
+                              model={"version": scorer.version, "sha256": scorer.sha256},
+                              request_id=current_request_id(), callback_url=callback_url)
+        job_id = job["id"]
+        claim.attach(job_id)
+        stream.beat = partial(_beat, job_id, claim)
+        try:
+            rows_total, chunks_total = _stage_upload(job_id, chunks)
+            receipt = upload.body.finish()
+        except UploadStopped:
+            closed = present(svc.jobs.get(g.tenant, job_id))
+            raise ApiError(409, "job_closed", f"job {job_id} was {closed['state']} during its upload",
+                           {"job_id": job_id, "job": closed}) from None
+        except BaseException as exc:
+            answer = _abort(job_id, exc)
+            if answer is None:
+                raise
+            raise answer from None
+        _check_digest(job_id, receipt, upload.announced)
+        svc.jobs.seal(job_id, rows_total, chunks_total, bytes_received=receipt.bytes_received,
+                      sha256=receipt.sha256)
+    claim.bind(job_id, receipt.sha256)
     body = present(svc.jobs.get(g.tenant, job_id))
     return json_response(body, 202, {"Location": body["links"]["self"]})
+
+
+def _replay(held: idempotency.Held, upload: Upload) -> Response:
+    """A repeat of a completed submit: its body is read whole (only hashed) and compared with the first's."""
+    try:
+        receipt = upload.body.finish()
+    except IncompleteBody as exc:
+        raise incomplete_body(exc, None) from None
+    return idempotency.replay(held, receipt.sha256, lambda job_id: present(services().jobs.get(g.tenant, job_id)))
+
+
+def _beat(job_id: str, claim: idempotency.Claim | idempotency.NoClaim) -> None:
+    """The upload is alive: refresh its job's heartbeat and its idempotency reservation."""
+    services().jobs.touch_upload(job_id)
+    claim.refresh()
 
 
 def _cursor() -> str | None:

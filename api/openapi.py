@@ -295,20 +295,38 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                 "missing_columns otherwise). Per chunk of rows it comes back as an integer when every id of the "
                 "chunk is an integer within 64 bits, else as its exact text; never as a float.",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+            }, {
+                "name": "callback_url", "in": "query", "required": False,
+                "description": "An http(s) URL to POST the job to, signed per Standard Webhooks, when it succeeds, "
+                "fails or is cancelled (default: the tenant's configured one). Its host must be allowed by the server.",
+                "schema": {"type": "string", "maxLength": 2048},
+            }, {
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "description": "A key of the client's choosing: a repeat of a completed submit with the same key and "
+                "body answers 200 with the first job (Idempotent-Replayed: true), never a second job.",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:=+/-]{1,255}$"},
             }],
             "requestBody": {"required": True, "content": upload_content},
             "responses": {
+                "200": {
+                    "description": "A repeat of an earlier submit with the same Idempotency-Key: its job",
+                    "headers": {"Idempotent-Replayed": {"schema": {"type": "string", "const": "true"}}},
+                    **job_response,
+                },
                 "202": {
                     "description": "Accepted; Location names the job",
                     "headers": {"Location": {"schema": {"type": "string"}}},
                     **job_response,
                 },
                 "400": _error("Malformed body (with line and column), missing required or id_column columns, an "
-                              "invalid id_column or Content-Digest header; incomplete_body when the body ended before "
+                              "invalid id_column, callback_url, Idempotency-Key or Content-Digest header; "
+                              "incomplete_body when the body ended before "
                               "its Content-Length or last chunk, or the connection broke; digest_mismatch when it is "
                               "not the body Content-Digest announced. An error raised after the job was created "
                               "names it in details.job_id: that job is failed and nothing of it is kept."),
-                "409": _error("The job was cancelled or failed while its upload was still arriving"),
+                "409": _error("The job was cancelled or failed while its upload was still arriving, or another "
+                              "request with this Idempotency-Key is still in progress", RETRY_AFTER),
+                "422": _error("This Idempotency-Key was used with another body or other options"),
                 "413": _error("Body larger than the upload limit (refused as soon as the limit is passed)"),
                 "415": _error("Unsupported Content-Type, or a charset other than UTF-8"),
                 **AUTH_ERRORS,

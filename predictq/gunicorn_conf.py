@@ -30,7 +30,8 @@ accesslog = "-"
 errorlog = "-"
 # The access log names the matched route, never the path, query string or Basic user: each can carry an API key.
 logger_class = "predictq.gunicorn_edge.RedactingLogger"
-access_log_format = '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s %(L)ss "%(a)s" %({x-request-id}i)s'
+# Last, the X-Request-Id the app answered with (the client's own when sane, else a fresh one: api.request_id).
+access_log_format = '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s %(L)ss "%(a)s" request_id=%({x-request-id}o)s'
 loglevel = _settings.log_level
 # Containers often mount /tmp on overlayfs; heartbeat files on tmpfs avoid stalls there.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -80,6 +80,12 @@ class Settings:
     drift_level_share: float = 0.05  # a level's share differs from training by more than this (absolute)
     drift_outcome_share: float = 0.10  # share of business_outcome 1 differs from 0.25 by more than this
     drift_min_rows: int = 500  # fewer scored rows than this: too few to warn about drift
+    webhook_secret: str = ""  # "whsec_<base64>": signs job webhooks; empty: callback URLs are refused
+    webhook_allowed_hosts: str = ""  # comma-separated host names, "*.suffix" patterns, IP addresses or networks
+    webhook_defaults: str = ""  # "tenant=url" pairs, comma-separated: a tenant's callback when a job names none
+    webhook_max_attempts: int = 8
+    webhook_retry_seconds: int = 10  # first retry delay; each later one is 4 times longer (capped at 6 hours)
+    webhook_timeout_seconds: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +126,12 @@ class Settings:
             drift_level_share=_float(env, "PREDICTQ_DRIFT_LEVEL_SHARE", d.drift_level_share),
             drift_outcome_share=_float(env, "PREDICTQ_DRIFT_OUTCOME_SHARE", d.drift_outcome_share),
             drift_min_rows=_int(env, "PREDICTQ_DRIFT_MIN_ROWS", d.drift_min_rows),
+            webhook_secret=_str(env, "PREDICTQ_WEBHOOK_SECRET", d.webhook_secret),
+            webhook_allowed_hosts=_str(env, "PREDICTQ_WEBHOOK_ALLOWED_HOSTS", d.webhook_allowed_hosts),
+            webhook_defaults=_str(env, "PREDICTQ_WEBHOOK_DEFAULTS", d.webhook_defaults),
+            webhook_max_attempts=_int(env, "PREDICTQ_WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts, minimum=1),
+            webhook_retry_seconds=_int(env, "PREDICTQ_WEBHOOK_RETRY_SECONDS", d.webhook_retry_seconds, minimum=1),
+            webhook_timeout_seconds=_int(env, "PREDICTQ_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds, 1),
         ).validated()
 
     def validated(self) -> Settings:
@@ -134,6 +146,13 @@ class Settings:
             )
         if self.auth_mode not in {"required", "disabled"}:
             raise SettingsError(f"PREDICTQ_AUTH must be 'required' or 'disabled', got {self.auth_mode!r}")
+        if self.webhook_secret:
+            from predictq.webhooks import decode_secret
+
+            try:
+                decode_secret(self.webhook_secret)
+            except ValueError as exc:
+                raise SettingsError(f"PREDICTQ_WEBHOOK_SECRET: {exc}") from None
         return self
 
     @property

@@ -13,6 +13,11 @@ from celery import Celery
 from predictq.settings import Settings
 
 SCORE_CHUNK = "predictq.score_chunk"
+DELIVER_WEBHOOK = "predictq.deliver_webhook"
+# Celery's own formats with the request and job ids of the task being run (see predictq.logging_context).
+WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(log_context)s%(message)s"
+WORKER_TASK_LOG_FORMAT = ("[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: "
+                          "%(log_context)s%(message)s")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -36,6 +41,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         broker_connection_max_retries=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=False,
+        worker_log_format=WORKER_LOG_FORMAT,
+        worker_task_log_format=WORKER_TASK_LOG_FORMAT,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -61,15 +61,19 @@ class StartDecision:
 class JobStore:
     """Job state in Redis under `prefix`; needs a client with `decode_responses=False` (payloads are binary)."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, on_closed: Callable[[str], None] | None = None) -> None:
+        """`on_closed(job_id)` is called once per job with a callback URL, by whichever call closed it
+        (seal, close, or the commit of its last chunk), to queue the job's webhook."""
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the job store needs a Redis client with decode_responses=False")
         self.redis = client
         self.prefix = prefix
+        self.on_closed = on_closed
         self._scripts = {
             name: client.register_script(_script_text(name))
             for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
-                         "release_lease", "mark_requeued", "touch_upload")
+                         "release_lease", "mark_requeued", "touch_upload", "claim_webhook",
+                         "begin_webhook_attempt")
         }
 
     def keys(self, job_id: str) -> JobKeys:
@@ -112,7 +116,7 @@ class JobStore:
         flat = [str(item) for pair in (record or {}).items() for item in pair]
         reply = self._run("seal_job", [k.job, active_index(self.prefix)],
                           [job_id, rows_total, chunks_total, repr(time.time()), *flat])
-        return _text(reply)
+        return self._after(job_id, _text(reply))
 
     def close(self, job_id: str, state: str, code: str, reason: str, *, purge: bool = False,
               record: Mapping[str, str | int] | None = None) -> str:
@@ -126,7 +130,7 @@ class JobStore:
         reply = self._run("close_job", [k.job, k.committed, k.chunks, active_index(self.prefix), k.summary],
                           [job_id, state, code, reason, repr(time.time()), "1" if purge else "0",
                            k.staged(""), k.result(""), k.errors(""), *flat])
-        return _text(reply)
+        return self._after(job_id, _text(reply))
 
     def start_chunk(
         self, job_id: str, index: int, lease: str, max_attempts: int, model: tuple[str, str]
@@ -157,8 +161,29 @@ class JobStore:
         args = [job_id, index, result, errors, rows_scored, rows_failed, repr(time.time()), *timing]
         if summary is not None:
             keys, args = [*keys, k.summary], [*args, *summary.as_args()]
-        reply = self._run("commit_chunk", keys, args)
-        return _text(reply)
+        outcome = _text(self._run("commit_chunk", keys, args))
+        # Only the commit that finished the job closed it; other closed answers mean someone else did.
+        return self._after(job_id, outcome) if outcome == "finished" else outcome
+
+    def _after(self, job_id: str, outcome: str) -> str:
+        """Queue the job's webhook when `outcome` says it is closed now (at most once per job: a Lua claim)."""
+        if self.on_closed is not None and outcome in CLOSED_STATES | {"finished"} and self.claim_webhook(job_id):
+            self.on_closed(job_id)
+        return outcome
+
+    def claim_webhook(self, job_id: str) -> bool:
+        """True for the one caller that must queue the closed job's webhook (False: no callback, or claimed)."""
+        return bool(self._run("claim_webhook", [self.keys(job_id).job], []))
+
+    def begin_webhook_attempt(self, job_id: str, attempt: int, now: float, stale_after: float) -> bool:
+        """Count delivery attempt `attempt`; False for a duplicate message or a delivery already over."""
+        return bool(self._run("begin_webhook_attempt", [self.keys(job_id).job], [attempt, repr(now), stale_after]))
+
+    def record_webhook(self, job_id: str, state: str, status: int, error: str) -> None:
+        """Record how the last delivery attempt went (never recreates an expired job)."""
+        if self.redis.exists(self.keys(job_id).job):
+            self.redis.hset(self.keys(job_id).job, mapping={
+                "webhook_state": state, "webhook_last_status": status, "webhook_last_error": error})
 
     def release_lease(self, job_id: str, index: int, lease: str, reason: str) -> bool:
         """Drop the chunk's lease if it is still `lease` (full text), recording why the attempt ended."""
@@ -172,6 +197,11 @@ class JobStore:
     def mark_requeued(self, job_id: str) -> bool:
         """Note that the job's orphaned chunks were requeued now (False when the job is gone)."""
         return bool(self._run("mark_requeued", [self.keys(job_id).job], [repr(time.time())]))
+
+    def request_id(self, job_id: str) -> str | None:
+        """The id of the request that submitted the job (for log lines), or None."""
+        raw = self.redis.hget(self.keys(job_id).job, "request_id")
+        return _text(raw) if raw else None
 
     def fields(self, job_id: str) -> dict[str, str] | None:
         """The job hash as text, or None when no such job is stored."""

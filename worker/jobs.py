@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +51,21 @@ def _upload(f: Mapping[str, str], sealed: bool) -> dict[str, Any]:
     }
 
 
+def render_webhook(f: Mapping[str, str]) -> dict[str, Any] | None:
+    """Delivery of the job's callback: `state` waiting (job still open) | pending | retrying | delivered |
+    failed | refused, attempts made, the last HTTP status and error; None when the job has no callback."""
+    url = f.get("callback_url")
+    if not url:
+        return None
+    return {
+        "url": url,
+        "state": f.get("webhook_state") or "waiting",
+        "attempts": _int(f, "webhook_attempts"),
+        "last_status": _int(f, "webhook_last_status") or None,
+        "last_error": f.get("webhook_last_error") or None,
+    }
+
+
 def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
     """The public job object built from its stored fields."""
     sealed = f.get("sealed") == "1"
@@ -92,6 +107,8 @@ def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
         "rows_per_second": round(rate, 3) if rate else None,
         "eta_seconds": round(eta, 3) if eta is not None else None,
         "model": model,
+        "request_id": f.get("request_id") or None,
+        "webhook": render_webhook(f),
     }
 
 
@@ -104,24 +121,47 @@ class JobService:
     `rows_total`/`chunks_total` count what was staged so far and `upload_complete` is false.
     """
 
-    def __init__(self, redis_client: redis.Redis, settings: Settings, *, enqueue: Enqueue | None = None) -> None:
+    def __init__(self, redis_client: redis.Redis, settings: Settings, *, enqueue: Enqueue | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
         self.settings = settings
-        self.store = JobStore(redis_client, settings.key_prefix)
+        self.store = JobStore(redis_client, settings.key_prefix, on_closed=self.notify)
         self._enqueue = enqueue
+        self._notify = notify
+        self._celery: Any = None
+
+    def _celery_app(self) -> Any:
+        if self._celery is None:
+            from worker.celery_app import create_app
+
+            self._celery = create_app(self.settings)
+        return self._celery
 
     def enqueue(self, job_id: str, index: int) -> None:
         """Queue score_chunk(job_id, index) on the settings' queue (Celery app created on first use)."""
         if self._enqueue is None:
-            from worker.celery_app import create_app
             from worker.tasks import enqueue_for
 
-            self._enqueue = enqueue_for(create_app(self.settings), self.settings.queue_name)
+            self._enqueue = enqueue_for(self._celery_app(), self.settings.queue_name)
         self._enqueue(job_id, index)
 
+    def notify(self, job_id: str) -> None:
+        """Queue the closed job's webhook delivery (called once per job by the store)."""
+        if self._notify is None:
+            from worker.tasks import notify_for
+
+            self._notify = notify_for(self._celery_app(), self.settings.queue_name)
+        self._notify(job_id)
+
     def create(self, tenant: str, *, fmt: str, passthrough: str | None = None,
-               model: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """Create a queued job for `tenant` whose upload is about to be staged; returns the job object."""
-        fields = {"fmt": fmt, "passthrough": passthrough or ""}
+               model: Mapping[str, str] | None = None, request_id: str | None = None,
+               callback_url: str | None = None) -> dict[str, Any]:
+        """Create a queued job for `tenant` whose upload is about to be staged; returns the job object.
+
+        `request_id` is the submitting request's (workers log it with the job's lines); `callback_url`
+        receives the signed webhook when the job closes.
+        """
+        fields = {"fmt": fmt, "passthrough": passthrough or "", "request_id": request_id or "",
+                  "callback_url": callback_url or ""}
         if model:
             fields |= {"model_version": str(model["version"]), "model_sha256": str(model["sha256"])}
         job_id, _, _ = self.store.create(tenant, fields, self.settings.job_ttl_seconds)

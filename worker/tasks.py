@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery import signals
 
 from model.memory import use_returning_arrow_pool
+from predictq.logging_context import add_filter, log_context
 from predictq.settings import Settings
-from worker.celery_app import SCORE_CHUNK, app
+from worker.celery_app import DELIVER_WEBHOOK, SCORE_CHUNK, app
 from worker.job_store import JobStore
 from worker.processing import ChunkProcessor, Enqueue
 from worker.reaper import ReaperThread
+from worker.webhooks import deliver
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,7 @@ _processor_lock = threading.Lock()
 # The model loaded by the worker's main process before the pool forks; pool processes inherit it.
 _preloaded_scorer: Any = None
 _reaper: ReaperThread | None = None
+_webhook_store: JobStore | None = None
 
 
 def enqueue_for(celery_app: Any, queue: str) -> Enqueue:
@@ -32,6 +36,21 @@ def enqueue_for(celery_app: Any, queue: str) -> Enqueue:
         celery_app.send_task(SCORE_CHUNK, args=(job_id, index), queue=queue)
 
     return enqueue
+
+
+def notify_for(celery_app: Any, queue: str) -> Callable[[str], None]:
+    """A function that queues the first delivery attempt of a closed job's webhook on `queue`."""
+
+    def notify(job_id: str) -> None:
+        celery_app.send_task(DELIVER_WEBHOOK, args=(job_id, 1), queue=queue)
+
+    return notify
+
+
+def job_store(settings: Settings) -> JobStore:
+    """A store on the settings' Redis that queues the webhook of each job it closes."""
+    return JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix,
+                    on_closed=notify_for(app, settings.queue_name))
 
 
 def load_model(settings: Settings) -> Any:
@@ -50,7 +69,7 @@ def processor() -> ChunkProcessor:
         with _processor_lock:
             if _processor is None:
                 settings = Settings.from_env()
-                store = JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
+                store = job_store(settings)
                 scorer = _preloaded_scorer if _preloaded_scorer is not None else load_model(settings)
                 _processor = ChunkProcessor(
                     store, scorer, settings.max_chunk_attempts, enqueue_for(app, settings.queue_name)
@@ -61,9 +80,39 @@ def processor() -> ChunkProcessor:
 @app.task(name=SCORE_CHUNK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def score_chunk(job_id: str, index: int) -> str:
     """Score chunk `index` of job `job_id` and commit it once; safe to run any number of times."""
-    outcome = processor().process(job_id, int(index))
-    log.info("job %s chunk %s: %s", job_id, index, outcome)
+    store = processor().store
+    with log_context(job_id=job_id, request_id=store.request_id(job_id)):
+        outcome = processor().process(job_id, int(index))
+        log.info("job %s chunk %s: %s", job_id, index, outcome)
     return outcome
+
+
+def webhook_store() -> JobStore:
+    """This process's store for webhook deliveries (no model needed)."""
+    global _webhook_store
+    if _webhook_store is None:
+        _webhook_store = job_store(Settings.from_env())
+    return _webhook_store
+
+
+@app.task(name=DELIVER_WEBHOOK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True,
+          max_retries=None)
+def deliver_webhook(self: Any, job_id: str, attempt: int = 1) -> str:
+    """Make delivery attempt `attempt` of the job's webhook; on failure, queue the next one after a backoff
+    (the task retries with a countdown; `PREDICTQ_WEBHOOK_MAX_ATTEMPTS` bounds them)."""
+    store = webhook_store()
+    with log_context(job_id=job_id, request_id=store.request_id(job_id)):
+        outcome = deliver(store, Settings.from_env(), job_id, int(attempt))
+        if outcome.retry_in is not None:
+            raise self.retry(args=(job_id, int(attempt) + 1), countdown=outcome.retry_in)
+    return outcome.state
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _log_context_on_handlers(logger: logging.Logger, **_: Any) -> None:
+    """Every handler Celery sets up gets the filter behind `%(log_context)s` in the worker's log formats."""
+    add_filter(logger.handlers)
 
 
 @signals.celeryd_after_setup.connect
@@ -88,8 +137,9 @@ def _forget_inherited_state(**_: Any) -> None:
 
     The preloaded model is kept: it holds no connection, and sharing it is the point of loading it early.
     """
-    global _processor
+    global _processor, _webhook_store
     _processor = None
+    _webhook_store = None
 
 
 @signals.worker_process_init.connect
@@ -103,8 +153,7 @@ def _start_reaper(**_: Any) -> None:
     """Run the reaper in the worker's main process: no extra service, one pass at a time cluster-wide."""
     global _reaper
     settings = Settings.from_env()
-    store = JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
-    _reaper = ReaperThread(store, settings, enqueue_for(app, settings.queue_name))
+    _reaper = ReaperThread(job_store(settings), settings, enqueue_for(app, settings.queue_name))
     _reaper.start()
 
 

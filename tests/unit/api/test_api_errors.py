@@ -28,7 +28,8 @@ def test_a_bug_is_a_json_500_without_internals(make_app, caplog) -> None:
 
     response = app.test_client().get("/boom")
     assert response.status_code == 500
-    assert response.get_json()["error"] == {"code": "internal", "message": "internal server error", "details": {}}
+    assert response.get_json()["error"] == {"code": "internal", "message": "internal server error",
+                                            "details": {"request_id": response.headers["X-Request-Id"]}}
     assert "secret internal detail" not in response.get_data(as_text=True)
     assert "secret internal detail" in caplog.text
 
@@ -51,4 +52,4 @@ def test_api_error_carries_headers(make_app) -> None:
     response = app.test_client().get("/slow")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
-    assert response.get_json()["error"]["details"] == {"n": 1}
+    assert response.get_json()["error"]["details"] == {"n": 1, "request_id": response.headers["X-Request-Id"]}

@@ -300,7 +300,8 @@ def test_a_cursor_not_handed_out_by_the_api_is_400_naming_it(client, cursor):
     response = client.get("/v1/jobs", query_string={"cursor": cursor}, headers=KEY_A)
     assert response.status_code == 400
     error = response.get_json()["error"]
-    assert (error["code"], error["details"]) == ("invalid_parameter", {"cursor": cursor})
+    assert (error["code"], error["details"]) == (
+        "invalid_parameter", {"cursor": cursor, "request_id": response.headers["X-Request-Id"]})
 
 
 def test_the_cursors_handed_out_match_the_documented_pattern(client, make_rows):

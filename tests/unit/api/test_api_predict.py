@@ -154,7 +154,8 @@ def test_a_huge_integer_literal_is_a_row_error_of_its_row_only(client: FlaskClie
     assert answered[1]["error"]["details"] == {"row": 1, "column": "x44"}
     single = post(client, row + b', "x44": -' + b"9" * digits + b"}")
     assert single.status_code == 400
-    assert single.get_json()["error"]["details"] == {"row": 0, "column": "x44"}
+    assert single.get_json()["error"]["details"] == {"row": 0, "column": "x44",
+                                                     "request_id": single.headers["X-Request-Id"]}
 
 
 def test_a_malformed_body_with_a_huge_integer_is_still_malformed(client: FlaskClient, good_row) -> None:

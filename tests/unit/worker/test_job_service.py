@@ -17,7 +17,7 @@ from worker.processing import ChunkProcessor
 JOB_FIELDS = {"id", "state", "outcome", "reason", "reason_code", "upload", "format", "passthrough", "upload_complete",
               "created_at",
               "started_at", "finished_at", "expires_at", "rows_total", "rows_done", "rows_failed", "chunks_total",
-              "chunks_done", "progress", "rows_per_second", "eta_seconds", "model"}
+              "chunks_done", "progress", "rows_per_second", "eta_seconds", "model", "request_id", "webhook"}
 
 
 def test_a_new_job_is_queued_with_every_field(service: JobService) -> None:
