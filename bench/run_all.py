@@ -199,10 +199,10 @@ def run_job(client: Client, data: Path, out: Path, upload: Sampler | None = None
     with upload.running() if upload else nullcontext():
         job = client.submit(data)
     uploaded = time.perf_counter()
-    final = client.wait(job["id"], interval=0.05, timeout=1800)
+    final = client.wait(job.id, interval=0.05, timeout=1800)
     done = time.perf_counter()
     with out.open("wb") as sink, download.running() if download else nullcontext():
-        client.download(job["id"], sink, "csv")
+        client.download(job.id, sink, "csv")
     end = time.perf_counter()
     if final["state"] != "succeeded" or final["rows_failed"]:
         raise SystemExit(f"bench: job did not score every row: {final}")

@@ -1,3 +1,19 @@
-"""predictq: queue-driven scoring service for the approved GLM_Model_26 model."""
+"""predictq: queue-driven scoring service for the approved GLM_Model_26 model.
+
+`predictq.Client` (and `predictq.Job`) are imported on first use, so `import predictq` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["Client", "Job", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"Client", "Job"}:
+        from predictq import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'predictq' has no attribute {name!r}")

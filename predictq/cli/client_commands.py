@@ -1,4 +1,5 @@
-"""`predictq` subcommands: client (submit, status, results, cancel, summary) against a running server."""
+"""`predictq` subcommands: client (submit, status, results, cancel, summary) against a running server, all
+through `predictq.Client` (so they retry and report errors as the library does)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import IO, Any
 
 import click
 
-from predictq.client import Client, ClientError, format_for, job_fraction, job_state
+from predictq.client import Client, Job, format_for, job_fraction, job_state
+from predictq.errors import ApiError
 
 PROGRESS_STEPS = 1000
 _SUCCESS = "succeeded"
@@ -35,15 +37,15 @@ def _echo_json(payload: Any) -> None:
 
 @contextmanager
 def _client_errors() -> Iterator[None]:
-    """Report a ClientError as one line on stderr and exit 1 (2 for a missing job)."""
+    """Report an ApiError as one line on stderr (with the request id) and exit 1 (2 for a missing job)."""
     try:
         yield
-    except ClientError as exc:
+    except ApiError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2 if exc.status == 404 else 1) from None
 
 
-def _upload(client: Client, path: Path) -> dict[str, Any]:
+def _upload(client: Client, path: Path) -> Job:
     """Upload with a byte progress bar (click draws bars only when stderr is a terminal)."""
     with click.progressbar(
         length=max(path.stat().st_size, 1), label=f"upload {path.name}", file=sys.stderr, show_pos=False
@@ -115,8 +117,7 @@ def submit(
         raise click.UsageError("-o/--output needs --wait")
     client = Client.from_env(url, api_key)
     with _client_errors():
-        job = _upload(client, file)
-        job_id = str(job["id"])
+        job_id = _upload(client, file).id
         if not wait_:
             click.echo(job_id)
             return

@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from model.synth import write_synth
-from predictq.client import Client, ClientError
+from predictq.client import Client
+from predictq.errors import NotFound
 from predictq.localredis import free_port, redis_answers
 
 PREDICTQ = [sys.executable, "-c", "from predictq.cli import main; main()"]
@@ -241,7 +242,7 @@ def test_client_library_predict_errors_and_cancel(up: RunningUp, tmp_path: Path)
 
     bad = tmp_path / "bad.ndjson"
     bad.write_text("\n".join([json.dumps(good), "{not json", json.dumps(good)]) + "\n")
-    job = client.wait(client.submit(bad)["id"], interval=0.1, timeout=120)
+    job = client.wait(client.submit(bad).id, interval=0.1, timeout=120)
     assert job["state"] == "succeeded", job
     errors = b"".join(client.iter_results(job["id"], "ndjson", kind="errors")).decode().splitlines()
     assert [json.loads(line)["row"] for line in errors] == [1]
@@ -251,9 +252,9 @@ def test_client_library_predict_errors_and_cancel(up: RunningUp, tmp_path: Path)
 
     cancelled = client.cancel(job["id"])
     assert cancelled["state"] == "succeeded"  # a finished job stays as it ended
-    with pytest.raises(ClientError) as missing:
+    with pytest.raises(NotFound) as missing:
         client.status("no-such-job")
-    assert missing.value.status == 404
+    assert missing.value.status == 404 and missing.value.request_id
 
 
 def test_metrics_sum_over_api_workers(up: RunningUp) -> None:

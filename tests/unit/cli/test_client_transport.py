@@ -44,5 +44,5 @@ def test_upload_is_read_and_sent_in_large_blocks(sink_url: str, tmp_path: Path) 
     data.write_bytes(b"x" * (3 * UPLOAD_BLOCK_BYTES + 5))
     reads: list[int] = []
     answer = Client(sink_url).submit(data, on_upload=reads.append)
-    assert answer["received"] == data.stat().st_size
+    assert answer.data["received"] == data.stat().st_size
     assert reads == [UPLOAD_BLOCK_BYTES] * 3 + [5]
