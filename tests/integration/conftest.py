@@ -57,6 +57,11 @@ ENV_NAMES = {
     "reaper_interval_seconds": "PREDICTQ_REAPER_INTERVAL_SECONDS",
     "stuck_job_seconds": "PREDICTQ_STUCK_JOB_SECONDS",
     "upload_idle_seconds": "PREDICTQ_UPLOAD_IDLE_SECONDS",
+    "webhook_secret": "PREDICTQ_WEBHOOK_SECRET",
+    "webhook_allowed_hosts": "PREDICTQ_WEBHOOK_ALLOWED_HOSTS",
+    "webhook_max_attempts": "PREDICTQ_WEBHOOK_MAX_ATTEMPTS",
+    "webhook_retry_seconds": "PREDICTQ_WEBHOOK_RETRY_SECONDS",
+    "webhook_timeout_seconds": "PREDICTQ_WEBHOOK_TIMEOUT_SECONDS",
 }
 
 
