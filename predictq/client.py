@@ -489,11 +489,12 @@ class Job:
         if as_ not in {"pandas", "arrow"}:
             raise ValueError("as_ must be 'pandas' or 'arrow'")
         passthrough = self.data.get("passthrough") if kind == "results" else None
+        error_schema = pa.schema([("row", pa.int64()), ("column", pa.string()), ("message", pa.string())])
         with tempfile.TemporaryFile() as spool:
             self.client.download(self.id, spool, "ndjson", kind=kind)
             spool.seek(0)
             if not spool.read(1):
-                table = pa.schema([("row", pa.int64())]).empty_table()
+                table = (error_schema if kind == "errors" else pa.schema([("row", pa.int64())])).empty_table()
             elif passthrough:
                 return self._mixed_ids(spool, passthrough, as_)
             else:
