@@ -259,7 +259,7 @@ def test_a_failing_requests_id_is_in_the_api_and_worker_logs(start_api: Callable
     worker_lines = [line for line in celery_workers.log(node).splitlines() if f"job {job_id} chunk" in line]
     assert all("request_id=trace-me-4711" in line for line in worker_lines), worker_lines
     api_lines = [line for line in api.log.read_text().splitlines() if "trace-me-4711" in line]
-    assert any("upload refused: not_utf8" in line for line in api_lines), api_lines
+    assert any(f"upload of job {job_id} refused: not_utf8" in line for line in api_lines), api_lines
     assert any('"POST /v1/jobs HTTP/1.1" 400' in line for line in api_lines), api_lines
 
 

@@ -111,7 +111,7 @@ def test_a_closed_job_with_a_callback_is_notified_once(hook_service: JobService,
     without = hook_service.create("acme", fmt="csv")["id"]
     hook_service.cancel("acme", with_hook)
     hook_service.cancel("acme", with_hook)
-    hook_service.abort_upload(with_hook, "late")
+    hook_service.abort_upload(with_hook, "upload_failed", "late")
     hook_service.cancel("acme", without)
     assert notified == [with_hook]
     assert hook_service.get("acme", with_hook)["webhook"] == {
