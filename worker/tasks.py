@@ -11,7 +11,7 @@ import redis
 from celery import signals
 
 from model.memory import use_returning_arrow_pool
-from predictq.logging_context import add_filter, log_context
+from predictq.logging_context import add_filter, job_id_var, request_id_var
 from predictq.settings import Settings
 from worker.celery_app import DELIVER_WEBHOOK, SCORE_CHUNK, app
 from worker.job_store import JobStore
@@ -80,10 +80,8 @@ def processor() -> ChunkProcessor:
 @app.task(name=SCORE_CHUNK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def score_chunk(job_id: str, index: int) -> str:
     """Score chunk `index` of job `job_id` and commit it once; safe to run any number of times."""
-    store = processor().store
-    with log_context(job_id=job_id, request_id=store.request_id(job_id)):
-        outcome = processor().process(job_id, int(index))
-        log.info("job %s chunk %s: %s", job_id, index, outcome)
+    outcome = processor().process(job_id, int(index))
+    log.info("job %s chunk %s: %s", job_id, index, outcome)
     return outcome
 
 
@@ -100,12 +98,34 @@ def webhook_store() -> JobStore:
 def deliver_webhook(self: Any, job_id: str, attempt: int = 1) -> str:
     """Make delivery attempt `attempt` of the job's webhook; on failure, queue the next one after a backoff
     (the task retries with a countdown; `PREDICTQ_WEBHOOK_MAX_ATTEMPTS` bounds them)."""
-    store = webhook_store()
-    with log_context(job_id=job_id, request_id=store.request_id(job_id)):
-        outcome = deliver(store, Settings.from_env(), job_id, int(attempt))
-        if outcome.retry_in is not None:
-            raise self.retry(args=(job_id, int(attempt) + 1), countdown=outcome.retry_in)
+    outcome = deliver(webhook_store(), Settings.from_env(), job_id, int(attempt))
+    if outcome.retry_in is not None:
+        raise self.retry(args=(job_id, int(attempt) + 1), countdown=outcome.retry_in)
     return outcome.state
+
+
+# Context tokens of the task running in this process, by task id (set before it runs, reset after it ended).
+_task_context: dict[str, list[tuple[Any, Any]]] = {}
+
+
+@signals.task_prerun.connect
+def _enter_job_context(task_id: str, task: Any, args: tuple[Any, ...] = (), **_: Any) -> None:
+    """A job's task logs with its job id and the id of the request that submitted the job, on every line up to
+    and including Celery's own "succeeded" or "failed" line (logged before `task_postrun`)."""
+    if task.name not in {SCORE_CHUNK, DELIVER_WEBHOOK} or not args:
+        return
+    job_id = str(args[0])
+    try:
+        request_id = webhook_store().request_id(job_id)
+    except redis.RedisError:
+        request_id = None
+    _task_context[task_id] = [(job_id_var, job_id_var.set(job_id)), (request_id_var, request_id_var.set(request_id))]
+
+
+@signals.task_postrun.connect
+def _leave_job_context(task_id: str, **_: Any) -> None:
+    for var, token in reversed(_task_context.pop(task_id, [])):
+        var.reset(token)
 
 
 @signals.after_setup_logger.connect

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -253,11 +254,14 @@ def test_a_failing_requests_id_is_in_the_api_and_worker_logs(start_api: Callable
     assert response.json()["error"]["details"]["request_id"] == "trace-me-4711"
     job_id = next(api.client().jobs()).id
     deadline = time.monotonic() + 60
-    while f"job {job_id} chunk" not in celery_workers.log(node):
+    while " succeeded in " not in celery_workers.log(node):  # Celery's line after the first chunk task
         assert time.monotonic() < deadline, celery_workers.log(node)[-3000:]
         time.sleep(0.2)
-    worker_lines = [line for line in celery_workers.log(node).splitlines() if f"job {job_id} chunk" in line]
-    assert all("request_id=trace-me-4711" in line for line in worker_lines), worker_lines
+    worker_log = celery_workers.log(node).splitlines()
+    worker_lines = [line for line in worker_log if f"job {job_id} chunk" in line]
+    worker_lines += [line for line in worker_log if "predictq.score_chunk[" in line and " succeeded in " in line]
+    assert len(worker_lines) >= 2
+    assert all(f"request_id=trace-me-4711 job_id={job_id}" in line for line in worker_lines), worker_lines
     api_lines = [line for line in api.log.read_text().splitlines() if "trace-me-4711" in line]
     assert any(f"upload of job {job_id} refused: not_utf8" in line for line in api_lines), api_lines
     assert any('"POST /v1/jobs HTTP/1.1" 400' in line for line in api_lines), api_lines
@@ -284,3 +288,23 @@ def test_job_methods_on_the_real_api(start_api: Callable[..., Api], celery_worke
             pytest.skip("this server does not serve GET /v1/jobs/{id}/summary")
         raise
     assert summary
+
+
+def test_the_client_guide_runs(start_api: Callable[..., Api], celery_workers: Any, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Python cell of docs/client.md, in order, against the real stack."""
+    celery_workers.start(concurrency=2)
+    api = start_api()
+    monkeypatch.setenv("PREDICTQ_URL", api.url)
+    monkeypatch.setenv("PREDICTQ_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    cells = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "client.md").read_text(), re.S)
+    namespace: dict[str, Any] = {}
+    for cell in cells:
+        exec(compile(cell, "docs/client.md", "exec"), namespace)
+    assert len(cells) >= 6
+    assert list(namespace["scored"].index) == [f"customer-{i}" for i in range(2_000)]
+    assert len(namespace["scored_big"]) == 60_000
+    assert namespace["job"].state == "succeeded"
+    assert namespace["results"]["customer_id"].tolist()[:2] == ["customer-0", "customer-1"]
+    assert (tmp_path / "scored.csv").stat().st_size > 0
