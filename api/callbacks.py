@@ -5,22 +5,9 @@ from __future__ import annotations
 from flask import Request
 
 from api.errors import ApiError
-from predictq.settings import Settings, SettingsError
+from predictq.settings import Settings
+from predictq.webhooks import tenant_defaults
 from worker.webhooks import AllowList, CallbackRefused, check_callback_url
-
-
-def tenant_defaults(text: str) -> dict[str, str]:
-    """Parse "tenant=url" pairs separated by commas or newlines."""
-    defaults = {}
-    for raw in text.replace(",", "\n").splitlines():
-        entry = raw.strip()
-        if not entry:
-            continue
-        tenant, sep, url = entry.partition("=")
-        if not sep or not tenant.strip() or not url.strip():
-            raise SettingsError("PREDICTQ_WEBHOOK_DEFAULTS: expected 'tenant=url' pairs")
-        defaults[tenant.strip()] = url.strip()
-    return defaults
 
 
 def requested_callback(req: Request, settings: Settings, tenant: str) -> str | None:

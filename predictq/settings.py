@@ -146,14 +146,21 @@ class Settings:
             )
         if self.auth_mode not in {"required", "disabled"}:
             raise SettingsError(f"PREDICTQ_AUTH must be 'required' or 'disabled', got {self.auth_mode!r}")
-        if self.webhook_secret:
-            from predictq.webhooks import decode_secret
-
-            try:
-                decode_secret(self.webhook_secret)
-            except ValueError as exc:
-                raise SettingsError(f"PREDICTQ_WEBHOOK_SECRET: {exc}") from None
+        self._check_webhooks()
         return self
+
+    def _check_webhooks(self) -> None:
+        from predictq.webhooks import decode_secret, tenant_defaults
+
+        try:
+            if self.webhook_secret:
+                decode_secret(self.webhook_secret)
+        except ValueError as exc:
+            raise SettingsError(f"PREDICTQ_WEBHOOK_SECRET: {exc}") from None
+        try:
+            tenant_defaults(self.webhook_defaults)
+        except ValueError as exc:
+            raise SettingsError(f"PREDICTQ_WEBHOOK_DEFAULTS: {exc}") from None
 
     @property
     def visibility_timeout(self) -> int:

@@ -46,6 +46,20 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
+def tenant_defaults(text: str) -> dict[str, str]:
+    """Parse PREDICTQ_WEBHOOK_DEFAULTS: "tenant=url" pairs separated by commas or newlines."""
+    defaults = {}
+    for raw in text.replace(",", "\n").splitlines():
+        entry = raw.strip()
+        if not entry:
+            continue
+        tenant, sep, url = entry.partition("=")
+        if not sep or not tenant.strip() or not url.strip():
+            raise ValueError("expected 'tenant=url' pairs separated by commas")
+        defaults[tenant.strip()] = url.strip()
+    return defaults
+
+
 def new_secret() -> str:
     """A fresh random secret in the `whsec_` form."""
     import secrets
