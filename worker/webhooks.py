@@ -32,6 +32,9 @@ from worker.jobs import render_job
 
 log = logging.getLogger(__name__)
 
+# Delivery states of a job's webhook (`webhook_state` on the job; the Lua scripts use the same words).
+WEBHOOK_STATES = ("pending", "sending", "retrying", "delivered", "failed", "refused")
+FINAL_WEBHOOK_STATES = ("delivered", "failed", "refused")
 MAX_URL_LENGTH = 2048
 RETRY_FACTOR = 4
 MAX_RETRY_DELAY_SECONDS = 6 * 3600

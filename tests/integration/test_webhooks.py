@@ -21,6 +21,7 @@ from model.synth import iter_synth
 from predictq.settings import Settings
 from predictq.webhooks import verify
 from worker.jobs import JobService
+from worker.webhooks import FINAL_WEBHOOK_STATES
 
 SECRET = "whsec_" + base64.b64encode(b"integration-test-secret-32-bytes").decode()
 
@@ -100,7 +101,7 @@ def test_a_finished_job_is_delivered_signed_and_retried_after_500s(
 ) -> None:
     celery_workers.start()
     job_id = run_job(job_service, receiver.url(), scorer)
-    job = wait_webhook(job_service, job_id, {"delivered", "failed", "refused"})
+    job = wait_webhook(job_service, job_id, set(FINAL_WEBHOOK_STATES))
     assert job["state"] == "succeeded"
     assert job["webhook"] == {"url": receiver.url(), "state": "delivered", "attempts": 3, "last_status": 200,
                               "last_error": None}
@@ -121,7 +122,7 @@ def test_a_cancelled_job_is_delivered_once(receiver: Receiver, celery_workers: A
     job_id = job_service.create("acme", fmt="csv", callback_url=receiver.url())["id"]
     job_service.cancel("acme", job_id)
     job_service.cancel("acme", job_id)
-    job = wait_webhook(job_service, job_id, {"delivered", "failed", "refused"})
+    job = wait_webhook(job_service, job_id, set(FINAL_WEBHOOK_STATES))
     assert (job["webhook"]["state"], job["webhook"]["attempts"]) == ("delivered", 1)
     assert [verify(body, headers, SECRET)["type"] for headers, body in receiver.received] == ["job.cancelled"]
 
@@ -133,7 +134,7 @@ def test_a_name_resolving_to_a_refused_address_is_never_contacted(
     celery_workers.start(settings=dataclasses.replace(worker_settings, webhook_allowed_hosts="localhost"))
     job_id = job_service.create("acme", fmt="csv", callback_url=receiver.url("localhost"))["id"]
     job_service.cancel("acme", job_id)
-    job = wait_webhook(job_service, job_id, {"delivered", "failed", "refused"})
+    job = wait_webhook(job_service, job_id, set(FINAL_WEBHOOK_STATES))
     assert (job["webhook"]["state"], job["webhook"]["attempts"]) == ("refused", 1)
     assert "loopback" in job["webhook"]["last_error"]
     assert receiver.received == []

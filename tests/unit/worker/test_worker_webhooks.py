@@ -6,13 +6,26 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 
 from predictq.settings import Settings, SettingsError
 from predictq.webhooks import WebhookVerificationError, decode_secret, new_secret, sign, signed_headers, verify
 from worker.jobs import JobService
-from worker.webhooks import AllowList, CallbackRefused, check_callback_url, deliver, resolve_once, retry_delay
+from worker.webhooks import (
+    FINAL_WEBHOOK_STATES,
+    WEBHOOK_STATES,
+    AllowList,
+    CallbackRefused,
+    check_callback_url,
+    deliver,
+    resolve_once,
+    retry_delay,
+)
+
+LUA = Path(__file__).resolve().parents[3] / "worker" / "lua"
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -144,3 +157,12 @@ def test_attempts_run_once_per_number_and_a_refused_address_is_never_called(hook
     webhook = hook_service.get("acme", job_id)["webhook"]
     assert (webhook["state"], webhook["attempts"]) == ("refused", 1)
     assert "127.0.0.1" in webhook["last_error"]
+
+
+def test_the_lua_scripts_use_the_webhook_states_of_the_source() -> None:
+    claim = (LUA / "claim_webhook.lua").read_text()
+    begin = (LUA / "begin_webhook_attempt.lua").read_text()
+    assert set(re.findall(r"'webhook_state', '([a-z]+)'", claim + begin)) == {"pending", "sending"}
+    assert set(re.findall(r"state == '(\w+)'", begin)) == set(FINAL_WEBHOOK_STATES)
+    assert set(re.findall(r"state ~= '(\w+)'", begin)) == {"retrying"}
+    assert set(FINAL_WEBHOOK_STATES) < set(WEBHOOK_STATES)
