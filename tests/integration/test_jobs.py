@@ -96,6 +96,10 @@ def test_a_real_job_is_counted_once_in_the_metrics_and_the_pool_inherits_the_mod
     assert (delta["chunks_scored"], delta["chunks_failed"], delta["seconds_count"]) == (3, 0, 3)
     assert driver.service.state_counts().get("succeeded", 0) >= 1
     # The model is loaded once, by the main process before the pool forks; pool processes score with it.
+    # A task logs its chunk just after the commit the job's state shows: give the last line a moment.
+    deadline = time.monotonic() + 30
+    while celery_workers.log(node).count(f"job {submitted.job_id} chunk") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
     lines = celery_workers.log(node).splitlines()
     loads = [line for line in lines if f"model {scorer.version} (sha256 {scorer.sha256}) loaded" in line]
     assert len(loads) == 1 and "/MainProcess]" in loads[0], loads
