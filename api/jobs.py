@@ -21,8 +21,10 @@ from api.services import require_tenant, services
 from api.uploads import BodyReceipt, IncompleteBody, digest_mismatch, open_upload
 from model.memory import release_free_heap
 from model.prefetch import read_ahead
+from model.ranges import RANGE_FORMATS, RecordRanges, split_records
 from model.readers import Chunk, ReadError, iter_chunks
 from model.writers import iter_encoded
+from worker.blob_store import InsufficientStorage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -96,8 +98,19 @@ def _read_chunks(stream: Any, fmt: str, passthrough: str | None) -> Iterator[Chu
     return chain([first], chunks)
 
 
+def _split_body(stream: Any, fmt: str, passthrough: str | None) -> RecordRanges:
+    """The upload cut into record ranges; its head is read at once, so a bad header or first record is refused
+    before a job exists."""
+    svc = services()
+    try:
+        return split_records(stream, fmt, target_bytes=svc.settings.chunk_bytes,
+                             columns=list(svc.scorer.required_columns), passthrough=passthrough)
+    except ReadError as exc:
+        raise read_error_to_api(exc) from None
+
+
 def _stage_upload(job_id: str, chunks: Iterator[Chunk]) -> tuple[int, int]:
-    """Stage each chunk as soon as it is parsed, so workers start scoring while the upload goes on."""
+    """Stage each parsed chunk as soon as it is read, so workers start scoring while the upload goes on."""
     jobs_service = services().jobs
     rows_total = chunks_total = 0
     for chunk in chunks:
@@ -107,6 +120,27 @@ def _stage_upload(job_id: str, chunks: Iterator[Chunk]) -> tuple[int, int]:
         chunks_total += 1
         api_metrics().uploaded_rows.inc(chunk.rows)
     return rows_total, chunks_total
+
+
+def _stage_ranges(job_id: str, body: RecordRanges) -> int:
+    """Stage each range of the body as soon as it is cut (the workers parse it); returns how many."""
+    jobs_service = services().jobs
+    chunks_total = 0
+    for data in body.ranges:
+        if not jobs_service.stage_range(job_id, chunks_total, data, body.fmt):
+            raise UploadStopped(job_id)
+        chunks_total += 1
+    return chunks_total
+
+
+def _check_room(declared: int | None) -> None:
+    """507 before any job exists when the store cannot take the declared body (or one chunk) now."""
+    svc = services()
+    try:
+        svc.jobs.blobs.ensure_room(declared or svc.settings.chunk_bytes)
+    except InsufficientStorage as exc:
+        raise ApiError(507, "insufficient_storage", f"no room for this upload: {exc}; no job was created",
+                       {"free_bytes": exc.free, "needed_bytes": exc.needed, "reserve_bytes": exc.reserve}) from None
 
 
 def incomplete_body(exc: IncompleteBody, job_id: str | None) -> ApiError:
@@ -166,11 +200,15 @@ def _check_digest(job_id: str, receipt: BodyReceipt, announced: dict[str, bytes]
 def submit_job() -> Response:
     """Create a job from a CSV / NDJSON / JSON-array body or multipart file; 202 with Location and the job.
 
-    The job is sealed only once the whole body arrived (its length as announced, a chunked body's last chunk,
-    its Content-Digest if one was sent); any other ending fails it and deletes what it staged.
+    CSV and NDJSON bodies are only cut into record-aligned ranges here (the workers parse them); a JSON
+    array is parsed here, chunk by chunk. The job is sealed only once the whole body arrived (its length as
+    announced, a chunked body's last chunk, its Content-Digest if one was sent); any other ending fails it and
+    deletes what it staged.
     """
     svc = services()
-    check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows)
+    check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows,
+                       svc.jobs.queued_bytes(), svc.settings.max_queued_bytes)
+    _check_room(request.content_length)
     passthrough = _passthrough()
     upload = open_upload(request, svc.settings.max_upload_bytes)
     stream = HeartbeatStream(upload.rows)
@@ -178,21 +216,30 @@ def submit_job() -> Response:
     # the system first, so that a long upload's resident size is its own working set.
     release_free_heap()
     try:
-        chunks = _read_chunks(stream, upload.fmt, passthrough)
+        body = _split_body(stream, upload.fmt, passthrough) if upload.fmt in RANGE_FORMATS else None
+        chunks = _read_chunks(stream, upload.fmt, passthrough) if body is None else iter(())
     except IncompleteBody as exc:
         raise incomplete_body(exc, None) from None
     scorer = svc.scorer
-    job = svc.jobs.create(g.tenant, fmt=upload.fmt, passthrough=passthrough,
+    job = svc.jobs.create(g.tenant, fmt=upload.fmt, passthrough=passthrough, header=body.header if body else b"",
                           model={"version": scorer.version, "sha256": scorer.sha256})
     job_id = job["id"]
     stream.beat = partial(svc.jobs.touch_upload, job_id)
     try:
-        rows_total, chunks_total = _stage_upload(job_id, chunks)
+        if body is not None:
+            rows_total, chunks_total = None, _stage_ranges(job_id, body)
+        else:
+            rows_total, chunks_total = _stage_upload(job_id, chunks)
         receipt = upload.body.finish()
     except UploadStopped:
         closed = present(svc.jobs.get(g.tenant, job_id))
         raise ApiError(409, "job_closed", f"job {job_id} was {closed['state']} during its upload",
                        {"job_id": job_id, "job": closed}) from None
+    except InsufficientStorage as exc:
+        failed = present(svc.jobs.fail_for_storage(job_id, str(exc)))
+        raise ApiError(507, "insufficient_storage",
+                       f"job {job_id} failed: the store ran out of room during its upload ({exc}); "
+                       "its data was deleted", {"job_id": job_id, "job": failed}) from None
     except BaseException as exc:
         answer = _abort(job_id, exc)
         if answer is None:
@@ -200,8 +247,8 @@ def submit_job() -> Response:
         raise answer from None
     _check_digest(job_id, receipt, upload.announced)
     svc.jobs.seal(job_id, rows_total, chunks_total, bytes_received=receipt.bytes_received, sha256=receipt.sha256)
-    body = present(svc.jobs.get(g.tenant, job_id))
-    return json_response(body, 202, {"Location": body["links"]["self"]})
+    result = present(svc.jobs.get(g.tenant, job_id))
+    return json_response(result, 202, {"Location": result["links"]["self"]})
 
 
 def _cursor() -> str | None:
@@ -231,8 +278,17 @@ def get_job(job_id: str) -> Response:
 
 @bp.delete("/<job_id>")
 def cancel_job(job_id: str) -> Response:
-    """Cancel: chunks not started are skipped; results already scored stay readable."""
-    return json_response(present(services().jobs.cancel(g.tenant, _job_id(job_id))))
+    """Cancel: chunks not started are skipped; results already scored stay readable.
+
+    With `?purge=true`, every file of the job is deleted now as well, and the answer says what was deleted.
+    """
+    purge = request.args.get("purge", "false")
+    if purge not in ("true", "false"):
+        raise ApiError(400, "invalid_parameter", "purge must be true or false", {"purge": purge[:20]})
+    if purge == "false":
+        return json_response(present(services().jobs.cancel(g.tenant, _job_id(job_id))))
+    job, deleted = services().jobs.purge(g.tenant, _job_id(job_id))
+    return json_response({**present(job), "purged": {"files": deleted.files, "bytes": deleted.bytes}})
 
 
 def negotiate_format() -> str:

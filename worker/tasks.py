@@ -11,6 +11,7 @@ from celery import signals
 
 from model.memory import use_returning_arrow_pool
 from predictq.settings import Settings
+from worker.blob_store import BlobStore
 from worker.celery_app import SCORE_CHUNK, app
 from worker.job_store import JobStore
 from worker.processing import ChunkProcessor, Enqueue
@@ -43,6 +44,11 @@ def load_model(settings: Settings) -> Any:
     return scorer
 
 
+def blob_store(settings: Settings) -> BlobStore:
+    """The settings' blob store (staged inputs and results)."""
+    return BlobStore.from_uri(settings.store_uri, settings.store_reserve_bytes)
+
+
 def processor() -> ChunkProcessor:
     """This process's chunk processor, built on the first chunk with the preloaded model (else loading it)."""
     global _processor
@@ -53,7 +59,8 @@ def processor() -> ChunkProcessor:
                 store = JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
                 scorer = _preloaded_scorer if _preloaded_scorer is not None else load_model(settings)
                 _processor = ChunkProcessor(
-                    store, scorer, settings.max_chunk_attempts, enqueue_for(app, settings.queue_name)
+                    store, blob_store(settings), scorer, settings.max_chunk_attempts,
+                    enqueue_for(app, settings.queue_name),
                 )
     return _processor
 
@@ -104,7 +111,7 @@ def _start_reaper(**_: Any) -> None:
     global _reaper
     settings = Settings.from_env()
     store = JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix)
-    _reaper = ReaperThread(store, settings, enqueue_for(app, settings.queue_name))
+    _reaper = ReaperThread(store, blob_store(settings), settings, enqueue_for(app, settings.queue_name))
     _reaper.start()
 
 
