@@ -8,6 +8,7 @@ import re
 import time
 
 import orjson
+import pyarrow.fs as pafs
 import pytest
 
 from worker.keys import new_job_id
@@ -392,3 +393,68 @@ def test_a_multipart_file_part_with_another_charset_is_415(client, make_rows):
     response = submit(client, body, ctype)
     assert response.status_code == 415
     assert response.get_json()["error"]["details"]["charset"] == "latin1"
+
+
+def fill_store_after(jobs, room: int) -> None:
+    """Make the job service's blob store report `room` bytes free, less what has been written to it since."""
+    blobs = jobs.blobs
+
+    def free_bytes() -> int:
+        used = sum(i.size for i in blobs.fs.get_file_info(pafs.FileSelector(blobs.root, recursive=True))
+                   if i.type == pafs.FileType.File)
+        return room - used
+
+    blobs.free_bytes = free_bytes
+
+
+def test_a_store_that_fills_during_the_upload_gives_507_naming_the_failed_job_and_frees_it(make_app, make_rows):
+    app = make_app(chunk_bytes=2_000)
+    jobs = app.extensions["predictq"].jobs
+    body = to_csv(make_rows(200))
+    fill_store_after(jobs, room=len(body) // 2)
+    response = app.test_client().post("/v1/jobs", input_stream=io.BytesIO(body),
+                                      headers={"Content-Type": "text/csv", "Transfer-Encoding": "chunked"},
+                                      environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == 507
+    error = response.get_json()["error"]
+    job = error["details"]["job"]
+    assert error["code"] == "insufficient_storage" and job["id"] in error["message"]
+    assert job["state"] == "failed" and job["reason"].startswith("insufficient_storage: ")
+    assert job["chunks_total"] > 0  # it was staging when the store filled
+    assert jobs.blobs.job_ids() == []  # everything it wrote is gone at once
+
+
+def test_a_body_declared_larger_than_the_free_space_is_507_before_a_job_exists(make_app, make_rows):
+    app = make_app()
+    jobs = app.extensions["predictq"].jobs
+    fill_store_after(jobs, room=100)
+    response = app.test_client().post("/v1/jobs", data=to_csv(make_rows(5)), content_type="text/csv")
+    assert response.status_code == 507
+    assert response.get_json()["error"]["details"]["needed_bytes"] == len(to_csv(make_rows(5)))
+    assert app.test_client().get("/v1/jobs").get_json()["items"] == []
+
+
+def test_purge_deletes_every_file_of_the_job_and_says_what_went(client, make_rows, score_queued, app):
+    job = submit(client, to_csv(make_rows(10)), "text/csv").get_json()
+    score_queued()
+    blobs = app.extensions["predictq"].jobs.blobs
+    files = blobs.output_files(job["id"])
+    assert files
+    response = client.delete(job["links"]["self"] + "?purge=true", headers=KEY_A)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["purged"]["files"] == len(files) and body["purged"]["bytes"] > 0
+    assert body["state"] == "succeeded" and body["purged_at"]
+    assert blobs.job_ids() == []
+    assert body["upload"]["results_deleted"] is True
+    assert client.get(job["links"]["results"], headers=KEY_A).get_json() == []
+    again = client.delete(job["links"]["self"] + "?purge=true", headers=KEY_A).get_json()
+    assert again["purged"] == {"files": 0, "bytes": 0}
+    assert client.delete(job["links"]["self"] + "?purge=yes", headers=KEY_A).status_code == 400
+
+
+def test_purging_an_open_job_cancels_it_first(client, make_rows, enqueued):
+    job = submit(client, to_csv(make_rows(10)), "text/csv").get_json()
+    body = client.delete(job["links"]["self"] + "?purge=true", headers=KEY_A).get_json()
+    assert (body["state"], body["reason"]) == ("cancelled", "purged by the client")
+    assert body["purged"]["files"] == len(enqueued) > 0

@@ -165,3 +165,13 @@ def test_job_routes_answer_503_when_redis_is_down(make_app, scorer) -> None:
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "storage_unavailable"
     assert response.headers["Retry-After"] == "5"
+
+
+def test_readyz_is_503_when_the_store_is_at_its_reserve(make_app) -> None:
+    app = make_app(store_reserve_bytes=10**6)
+    app.extensions["predictq"].jobs.blobs.free_bytes = lambda: 10**6
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["checks"]["store"] == "full: 1000000 bytes free, reserve 1000000"
+    assert body["storage"]["store"]["free_bytes"] == 10**6

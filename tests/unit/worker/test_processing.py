@@ -239,3 +239,16 @@ def test_an_unreadable_range_fails_the_job_as_the_api_would_have(
     job = service.get("acme", job_id)
     assert job["state"] == "failed" and job["reason"].startswith("not_utf8: ")
     assert service.blobs.staged_files(job_id) == []
+
+
+def test_a_worker_that_finds_the_store_full_fails_the_job_and_deletes_its_data(
+    service: JobService, processor: ChunkProcessor, synth_csv: Any
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    processor.process(job_id, 0)
+    service.blobs.reserve_bytes = 1 << 20
+    service.blobs.free_bytes = lambda: 1 << 20  # no room left above the reserve for the next result
+    assert processor.process(job_id, 1) == "failed"
+    job = service.get("acme", job_id)
+    assert job["state"] == "failed" and job["reason"].startswith("insufficient_storage: the blob store has")
+    assert service.blobs.job_ids() == []
