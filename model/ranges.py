@@ -60,20 +60,21 @@ def split_records(
     return RecordRanges(fmt, header, _ranges(stream, data, eof, fmt, target_bytes))
 
 
-def parse_range(data: bytes | memoryview, fmt: str, header: bytes, *, columns: Sequence[str],
+def parse_range(data: bytes, fmt: str, header: bytes, *, columns: Sequence[str],
                 passthrough: str | None = None) -> Chunk:
     """The records of one range (rows numbered from 0), typed as `iter_chunks` types a chunk.
 
     The body's head was checked when it was split, so a range's first NDJSON record need not carry every
     column (as any later record of the body need not). A range holding no record (blank lines) gives an empty
-    chunk.
+    chunk. A CSV range must end outside quotes as the reader reads them: that proves the cut that ended it,
+    made by counting quotes, fell between two records.
     """
-    if fmt == "csv" and _last_record_end(bytes(data) + b"\n") != len(data) + 1:
+    if fmt == "csv" and not _ends_a_record(data):
         raise ReadError("malformed", "the CSV body's quotes do not pair up as RFC 4180 field quotes (a quoted field "
                         "left open, or a quote inside an unquoted field next to a line break inside quotes)")
-    body = header + b"\n" + bytes(data) if fmt == "csv" else bytes(data)
+    stream = _Chain([io.BytesIO(header + b"\n"), io.BytesIO(data)] if fmt == "csv" else [io.BytesIO(data)])
     try:
-        chunks = list(iter_chunks(io.BytesIO(body), fmt, columns=columns, chunk_rows=1 << 62, passthrough=passthrough,
+        chunks = list(iter_chunks(stream, fmt, columns=columns, chunk_rows=1 << 62, passthrough=passthrough,
                                   check_first_record=False))
     except ReadError as exc:
         if exc.code != "empty":
@@ -84,6 +85,28 @@ def parse_range(data: bytes | memoryview, fmt: str, header: bytes, *, columns: S
                                  chunk_rows=1, passthrough=passthrough))
         return Chunk(table=empty.table.slice(0, 0), errors=[], first_row=0, rows=0)
     return chunks[0]
+
+
+def _ends_a_record(data: bytes) -> bool:
+    """Whether `data` (starting at a record) ends outside quotes, as the reader reads them."""
+    if data.endswith((b"\n", b"\r")):
+        return _last_record_end(data) == len(data)
+    return _last_record_end(data + b"\n") == len(data) + 1  # the body's last range, without a final line break
+
+
+class _Chain:
+    """Streams read one after the other, as one."""
+
+    def __init__(self, streams: list[io.BytesIO]) -> None:
+        self._streams = streams
+
+    def read(self, n: int = -1) -> bytes:
+        while self._streams:
+            data = self._streams[0].read(n)
+            if data:
+                return data
+            self._streams.pop(0)
+        return b""
 
 
 def _placeholder(fmt: str, header: bytes, columns: Sequence[str], passthrough: str | None) -> bytes:

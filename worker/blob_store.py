@@ -108,6 +108,11 @@ class BlobStore:
         with self.fs.open_input_stream(path) as source:
             return source.read_buffer()
 
+    def read_bytes(self, path: str) -> bytes:
+        """All bytes at `path` as `bytes` (for text parsers); FileNotFoundError when it is absent."""
+        with self.fs.open_input_stream(path) as source:
+            return source.read()
+
     def delete(self, path: str) -> Deleted:
         """Delete one file if present."""
         info = self.fs.get_file_info(path)

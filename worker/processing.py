@@ -111,13 +111,13 @@ class ChunkProcessor:
         if staged is None:
             raise InputLost(f"chunk {index} was never staged")
         try:
-            data = self.blobs.read(self.blobs.staged_path(job_id, index, staged.kind))
+            data = self.blobs.read_bytes(self.blobs.staged_path(job_id, index, staged.kind))
         except FileNotFoundError:
             raise InputLost("the chunk's staged input was lost before it could be scored") from None
         if staged.kind == "arrow":
             table, parse_errors = decode_staged(data)
             return ChunkInput(staged, table, parse_errors, staged.records or 0)
-        chunk = parse_range(memoryview(data), staged.kind, fields.get("csv_header", "").encode("utf-8"),
+        chunk = parse_range(data, staged.kind, fields.get("csv_header", "").encode("utf-8"),
                             columns=self.scorer.required_columns, passthrough=fields.get("passthrough") or None)
         return ChunkInput(staged, chunk.table, errors_table(chunk.errors), chunk.rows)
 
