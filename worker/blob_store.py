@@ -105,12 +105,14 @@ class BlobStore:
 
     def read(self, path: str) -> pa.Buffer:
         """All bytes at `path`; FileNotFoundError when it is absent."""
-        with self.fs.open_input_stream(path) as source:
+        # A random-access file knows its size and reads it in one go; a stream's unsized read grows its
+        # buffer step by step (about 9x the CPU on a local disk).
+        with self.fs.open_input_file(path) as source:
             return source.read_buffer()
 
     def read_bytes(self, path: str) -> bytes:
         """All bytes at `path` as `bytes` (for text parsers); FileNotFoundError when it is absent."""
-        with self.fs.open_input_stream(path) as source:
+        with self.fs.open_input_file(path) as source:
             return source.read()
 
     def delete(self, path: str) -> Deleted:
