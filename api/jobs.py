@@ -20,9 +20,13 @@ from api.responses import json_response
 from api.services import require_tenant, services
 from api.uploads import BodyReceipt, IncompleteBody, digest_mismatch, open_upload
 from model.memory import release_free_heap
+from model.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
+from model.parquet import check_schema as check_parquet_schema
+from model.parquet import group_chunks
+from model.parquet import open_file as open_parquet
 from model.prefetch import read_ahead
 from model.ranges import RANGE_FORMATS, RecordRanges, split_records
-from model.readers import Chunk, ReadError, iter_chunks
+from model.readers import READ_BLOCK, Chunk, ReadError, iter_chunks
 from model.writers import iter_encoded
 from worker.blob_store import InsufficientStorage
 
@@ -33,8 +37,10 @@ bp.before_request(require_tenant)
 # Job ids are short tokens; anything else is answered 404 without touching Redis.
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PASSTHROUGH_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
-ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv"}
+RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                      "parquet": PARQUET_MEDIA_TYPE}
+ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv",
+                  PARQUET_MEDIA_TYPE: "parquet"}
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 PAGE_RE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() also accepts '²'
 # A cursor is what the job service hands out: "<created_us>:<job id>" (ASCII digits, fullmatch: no newline);
@@ -133,6 +139,24 @@ def _stage_ranges(job_id: str, body: RecordRanges) -> int:
     return chunks_total
 
 
+def _stage_parquet(job_id: str, stream: Any, passthrough: str | None) -> tuple[int, int]:
+    """Keep a Parquet body whole in the store, check its schema (in its footer, at its end), and stage its row
+    groups as chunks of about PREDICTQ_CHUNK_BYTES; returns (rows, chunks)."""
+    svc = services()
+    jobs_service = svc.jobs
+    jobs_service.write_upload(job_id, iter(partial(stream.read, READ_BLOCK), b""))
+    with jobs_service.blobs.fs.open_input_file(jobs_service.blobs.upload_path(job_id)) as source:
+        parquet = open_parquet(source)
+        check_parquet_schema(parquet, list(svc.scorer.required_columns), passthrough)
+        chunks = group_chunks(parquet, svc.settings.chunk_bytes)
+        meta = parquet.metadata
+        sizes = [sum(meta.row_group(i).total_byte_size for i in range(c.first, c.last + 1)) for c in chunks]
+    for index, (groups, size) in enumerate(zip(chunks, sizes, strict=True)):
+        if not jobs_service.stage_row_groups(job_id, index, groups.text(), size, groups.rows):
+            raise UploadStopped(job_id)
+    return sum(c.rows for c in chunks), len(chunks)
+
+
 def _check_room(declared: int | None) -> None:
     """507 before any job exists when the store cannot take the declared body (or one chunk) now."""
     svc = services()
@@ -217,7 +241,7 @@ def submit_job() -> Response:
     release_free_heap()
     try:
         body = _split_body(stream, upload.fmt, passthrough) if upload.fmt in RANGE_FORMATS else None
-        chunks = _read_chunks(stream, upload.fmt, passthrough) if body is None else iter(())
+        chunks = _read_chunks(stream, upload.fmt, passthrough) if upload.fmt == "json" else iter(())
     except IncompleteBody as exc:
         raise incomplete_body(exc, None) from None
     scorer = svc.scorer
@@ -228,6 +252,8 @@ def submit_job() -> Response:
     try:
         if body is not None:
             rows_total, chunks_total = None, _stage_ranges(job_id, body)
+        elif upload.fmt == "parquet":
+            rows_total, chunks_total = _stage_parquet(job_id, stream, passthrough)
         else:
             rows_total, chunks_total = _stage_upload(job_id, chunks)
         receipt = upload.body.finish()
@@ -296,7 +322,7 @@ def negotiate_format() -> str:
     fmt = request.args.get("format")
     if fmt is not None:
         if fmt not in RESULT_MEDIA_TYPES:
-            raise ApiError(400, "invalid_parameter", "format must be json, ndjson or csv", {"format": fmt})
+            raise ApiError(400, "invalid_parameter", "format must be json, ndjson, csv or parquet", {"format": fmt})
         return fmt
     best = request.accept_mimetypes.best_match(list(ACCEPT_FORMATS), default="application/json")
     return ACCEPT_FORMATS.get(best or "application/json", "json")
@@ -325,8 +351,8 @@ def _download(job_id: str, kind: str, source: Callable[[str, str], Iterable[Any]
             raise
 
     response = Response(stream_with_context(body()), content_type=RESULT_MEDIA_TYPES[fmt])
-    if fmt == "csv":
-        response.headers["Content-Disposition"] = f'attachment; filename="{job_id}-{kind}.csv"'
+    if fmt in ("csv", "parquet"):
+        response.headers["Content-Disposition"] = f'attachment; filename="{job_id}-{kind}.{fmt}"'
     return response
 
 

@@ -22,6 +22,7 @@ CONTENT_TYPES = {
     ".ndjson": "application/x-ndjson",
     ".jsonl": "application/x-ndjson",
     ".json": "application/json",
+    ".parquet": "application/vnd.apache.parquet",
 }
 
 Progress = Callable[[int], None]
@@ -55,7 +56,7 @@ class ClientError(RuntimeError):
 
 
 def content_type_for(path: Path) -> str:
-    """The upload Content-Type implied by a file's extension (CSV, NDJSON or JSON)."""
+    """The upload Content-Type implied by a file's extension (CSV, NDJSON, JSON or Parquet)."""
     try:
         return CONTENT_TYPES[path.suffix.lower()]
     except KeyError:
@@ -64,10 +65,11 @@ def content_type_for(path: Path) -> str:
 
 
 def format_for(path: Path | None, default: str = "csv") -> str:
-    """The results format implied by an output path's extension (csv, ndjson or json)."""
+    """The results format implied by an output path's extension (csv, ndjson, json or parquet)."""
     if path is None:
         return default
-    return {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}.get(path.suffix.lower(), default)
+    formats = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".parquet": "parquet"}
+    return formats.get(path.suffix.lower(), default)
 
 
 class ProgressReader:

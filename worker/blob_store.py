@@ -3,6 +3,7 @@
 Layout under the store's root, one directory per job so that everything a job owns goes with it at once:
 
     jobs/<job id>/in/<index>.<kind>                  a chunk's staged input (kind: csv, ndjson or arrow)
+    jobs/<job id>/in/body.parquet                    a Parquet upload, whose row groups are the chunks' inputs
     jobs/<job id>/out/<index>.<token>.<part>.arrow   one attempt's result (part: res) or row errors (err)
 
 A job id carries its expiry (`worker.keys.id_expiry`), so the store alone says which directories have
@@ -14,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,16 +87,22 @@ class BlobStore:
         return f"{self.root}/{JOBS_DIR}/{job_id}"
 
     def staged_path(self, job_id: str, index: int, kind: str) -> str:
-        """Where chunk `index`'s staged input of `kind` lives."""
+        """Where chunk `index`'s staged input of `kind` lives (`parquet:<row groups>`: in the uploaded file)."""
+        if kind.startswith("parquet:"):
+            return self.upload_path(job_id)
         if kind not in STAGED_KINDS:
             raise ValueError(f"unknown staged kind {kind!r}")
         return f"{self.job_dir(job_id)}/in/{index}.{kind}"
+
+    def upload_path(self, job_id: str) -> str:
+        """Where a Parquet upload is kept whole (its footer, at its end, says where its row groups are)."""
+        return f"{self.job_dir(job_id)}/in/body.parquet"
 
     def output_path(self, job_id: str, index: int, token: str, part: str) -> str:
         """Where one attempt's result (`res`) or row errors (`err`) of chunk `index` live."""
         return f"{self.job_dir(job_id)}/out/{index}.{token}.{part}.arrow"
 
-    def write(self, path: str, data: Buffer | Sequence[Buffer]) -> None:
+    def write(self, path: str, data: Buffer | Iterable[Buffer]) -> None:
         """Write `data` (one buffer, or consecutive buffers written in turn) to `path`, replacing it."""
         if self._local:
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)

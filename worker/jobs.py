@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,6 +172,33 @@ class JobService:
             raise ValueError(f"chunk {index} of job {job_id} holds no record")
         first_row, last_row = min(bounds), max(bounds)
         return self._stage(job_id, index, "arrow", staged_arrow(table, errors, first_row), last_row - first_row + 1)
+
+    def write_upload(self, job_id: str, blocks: Iterable[bytes]) -> int:
+        """Write a body kept whole (a Parquet file) to the job's directory as it arrives; returns its size.
+
+        Raises InsufficientStorage (checked before each block) when the store would go below its reserve.
+        """
+        size = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for block in blocks:
+                self.blobs.ensure_room(len(block))
+                size += len(block)
+                yield block
+
+        self.blobs.write(self.blobs.upload_path(job_id), counted())
+        return size
+
+    def stage_row_groups(self, job_id: str, index: int, groups: str, size: int, records: int) -> bool:
+        """Stage chunk `index` as row groups `groups` ("first-last") of the job's Parquet upload, and queue it."""
+        status = self.store.stage(job_id, index, f"parquet:{groups}", size, records)
+        if status == "gone":
+            raise JobNotFound(job_id)
+        if status != "staged":
+            return False
+        self.enqueue(job_id, index)
+        return True
 
     def _stage(self, job_id: str, index: int, kind: str, data: Buffer | Sequence[Buffer], records: int | None) -> bool:
         """Write the staged input, register it, queue it; its file is deleted when it cannot be registered."""

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from model.parquet import RowGroups, open_file, read_chunk
 from model.ranges import parse_range
 from model.readers import ReadError
 from worker.blob_store import BlobStore, InsufficientStorage
@@ -106,11 +107,14 @@ class ChunkProcessor:
         return self._score(job_id, index, decision, f"{lease}|{decision.attempt}")
 
     def _read(self, job_id: str, index: int, fields: dict[str, str]) -> ChunkInput:
-        """Read the chunk's staged input from the blob store and parse it (a range) or decode it (arrow)."""
+        """Read the chunk's staged input from the blob store: parse a range, read row groups, or decode arrow."""
         staged = self.store.chunk(job_id, index)
         if staged is None:
             raise InputLost(f"chunk {index} was never staged")
+        passthrough = fields.get("passthrough") or None
         try:
+            if staged.kind.startswith("parquet:"):
+                return self._read_row_groups(job_id, staged, self.scorer.required_columns, passthrough)
             data = self.blobs.read_bytes(self.blobs.staged_path(job_id, index, staged.kind))
         except FileNotFoundError:
             raise InputLost("the chunk's staged input was lost before it could be scored") from None
@@ -118,7 +122,14 @@ class ChunkProcessor:
             table, parse_errors = decode_staged(data)
             return ChunkInput(staged, table, parse_errors, staged.records or 0)
         chunk = parse_range(data, staged.kind, fields.get("csv_header", "").encode("utf-8"),
-                            columns=self.scorer.required_columns, passthrough=fields.get("passthrough") or None)
+                            columns=self.scorer.required_columns, passthrough=passthrough)
+        return ChunkInput(staged, chunk.table, errors_table(chunk.errors), chunk.rows)
+
+    def _read_row_groups(self, job_id: str, staged: StagedChunk, columns: Any, passthrough: str | None) -> ChunkInput:
+        """A Parquet chunk: its row groups read from the uploaded file (only the kept columns)."""
+        groups = RowGroups.parse(staged.kind.split(":", 1)[1], staged.records or 0)
+        with self.blobs.fs.open_input_file(self.blobs.upload_path(job_id)) as source:
+            chunk = read_chunk(open_file(source), groups, columns, passthrough)
         return ChunkInput(staged, chunk.table, errors_table(chunk.errors), chunk.rows)
 
     def _score(self, job_id: str, index: int, decision: StartDecision, lease: str) -> str:
@@ -172,8 +183,11 @@ class ChunkProcessor:
         if outcome not in ("committed", "finished"):
             # Another attempt committed, or the job closed: these files must never be referenced.
             self.blobs.delete_many(written)
-        if outcome in ("committed", "finished", "ignored"):
+        if outcome in ("committed", "finished", "ignored") and not read.staged.kind.startswith("parquet:"):
             self.blobs.delete(self.blobs.staged_path(job_id, index, read.staged.kind))
+        if outcome == "finished":
+            # What the chunks shared (a Parquet upload), or a leftover of an attempt that died after its commit.
+            self.blobs.delete_many(self.blobs.staged_files(job_id))
         return outcome
 
     def _fail(self, job_id: str, index: int, message: str) -> str:
