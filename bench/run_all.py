@@ -46,6 +46,11 @@ STACK_ENV = {
     "PREDICTQ_RATE_LIMIT_PREDICT": "1000000/minute",
 }
 SAMPLE_SECONDS = 0.05  # RSS sampling period
+
+
+def stack_env(folder: Path) -> dict[str, str]:
+    """STACK_ENV with a blob store of the stack's own under `folder` (deleted with it)."""
+    return STACK_ENV | {"PREDICTQ_STORE_URI": str(folder / "store")}
 PREDICT_BATCH = 10_000
 
 
@@ -384,7 +389,9 @@ def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float | None, se
     row_bytes = big.stat().st_size / sizes.rows
     upload_rows = max(sizes.rows, math.ceil(sizes.upload_bytes / row_bytes))
     upload = synth(upload_rows, folder / f"synth_{upload_rows}.csv") if "4" in sections else big
-    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(2, Path(logs), STACK_ENV) as stack:
+    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
+        2, Path(logs), stack_env(Path(logs))
+    ) as stack:
         require_loopback(stack.url)
         client = Client(stack.url, stack.key, timeout=600)
         big_run = small_run = None
@@ -443,7 +450,9 @@ def data_path_rows(table: Table, upload_run: MeasuredJob, size: int, big_run: Me
 def scale_out(table: Table, sizes: Sizes, folder: Path, two: MeasuredJob) -> None:
     """(5) The big job with 1 worker process beside the 2-process run, CPU per million rows, the projection."""
     data = folder / f"synth_{sizes.rows}.csv"
-    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(1, Path(logs), STACK_ENV) as stack:
+    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
+        1, Path(logs), stack_env(Path(logs))
+    ) as stack:
         one = measure_job(Client(stack.url, stack.key, timeout=600), stack, data, folder)
     runs = {1: one, 2: two}
     for workers, measured in runs.items():
@@ -464,8 +473,10 @@ def scale_out(table: Table, sizes: Sizes, folder: Path, two: MeasuredJob) -> Non
 def huge_job(table: Table, rows: int, folder: Path) -> None:
     """(7) One very large job on the 2-worker stack: it succeeds, with API, worker and Redis memory sampled."""
     data = synth(rows, folder / f"synth_{rows}.csv")
-    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(2, Path(logs), STACK_ENV) as stack:
-        measured = measure_job(Client(stack.url, stack.key, timeout=3600), stack, data, folder)
+    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs:
+        env = stack_env(Path(logs)) | {"PREDICTQ_MAX_UPLOAD_BYTES": str(2 * data.stat().st_size)}
+        with local_stack(2, Path(logs), env) as stack:
+            measured = measure_job(Client(stack.url, stack.key, timeout=3600), stack, data, folder)
     r = measured.run
     table.add(Row("7", f"job {rows:,} rows ({data.stat().st_size / 1e9:.1f} GB CSV), 2 worker processes",
                   f"{r.job['state']} in {r.total:.0f} s ({rows / r.total:,.0f} rows/s): upload {r.upload:.0f} + "
