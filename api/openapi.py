@@ -364,7 +364,8 @@ def _job_item() -> dict[str, Any]:
                 "schema": {"type": "string", "enum": ["true", "false"]},
             }],
             "responses": {"200": {"description": "The job after cancellation (and what a purge deleted)",
-                                  **job_response}, **common},
+                                  **job_response},
+                          "400": _error("purge is neither true nor false"), **common},
         },
     }
 
