@@ -18,7 +18,7 @@ from worker.blob_store import BlobStore, Buffer, Deleted
 from worker.errors import JobExpired, JobNotFound
 from worker.job_store import OPEN_STATES, JobStore
 from worker.keys import broker_queue_lists, id_expiry
-from worker.lifecycle import close_job, fail_for_storage
+from worker.lifecycle import close_job, discard_late, fail_for_storage
 from worker.processing import Enqueue
 from worker.reaper import fail_if_stuck
 from worker.staging import read_table, staged_arrow
@@ -209,7 +209,7 @@ class JobService:
         status = self.store.stage(job_id, index, kind, size, records)
         if status != "staged":
             if status != "duplicate":
-                self.blobs.delete(path)
+                discard_late(self.store, self.blobs, job_id, [path])
             if status == "gone":
                 raise JobNotFound(job_id)
             return False

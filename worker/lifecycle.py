@@ -30,3 +30,12 @@ def fail_for_storage(store: JobStore, blobs: BlobStore, job_id: str, message: st
     """Fail a job that does not fit in the store and delete everything it wrote there at once."""
     store.close(job_id, "failed", INSUFFICIENT_STORAGE, f"{INSUFFICIENT_STORAGE}: {message}", purge=True)
     return blobs.delete_job(job_id)
+
+
+def discard_late(store: JobStore, blobs: BlobStore, job_id: str, paths: list[str]) -> None:
+    """Delete files written for a job that closed meanwhile; all of the job's directory when the job was
+    purged or is gone (writing them may have recreated folders its purge had deleted)."""
+    blobs.delete_many(paths)
+    fields = store.fields(job_id)
+    if fields is None or fields.get("purged_at"):
+        blobs.delete_job(job_id)

@@ -19,7 +19,7 @@ from model.ranges import parse_range
 from model.readers import ReadError
 from worker.blob_store import BlobStore, InsufficientStorage
 from worker.job_store import ChunkOutput, JobStore, StagedChunk, StartDecision
-from worker.lifecycle import close_job, fail_for_storage
+from worker.lifecycle import close_job, discard_late, fail_for_storage
 from worker.staging import ERROR_SCHEMA, StagingError, decode_staged, encode_table, errors_table
 from worker.summary import ChunkCounters, chunk_counters, error_counters
 
@@ -180,9 +180,10 @@ class ChunkProcessor:
             return "failed"
         outcome = self.store.commit_chunk(job_id, index, output, result.num_rows, distinct_rows(errors),
                                           read.staged.size, seconds=seconds, summary=summary)
-        if outcome not in ("committed", "finished"):
-            # Another attempt committed, or the job closed: these files must never be referenced.
-            self.blobs.delete_many(written)
+        if outcome == "ignored":
+            self.blobs.delete_many(written)  # another attempt committed: these files are never referenced
+        elif outcome not in ("committed", "finished"):
+            discard_late(self.store, self.blobs, job_id, written)  # the job closed (or expired) meanwhile
         if outcome in ("committed", "finished", "ignored") and not read.staged.kind.startswith("parquet:"):
             self.blobs.delete(self.blobs.staged_path(job_id, index, read.staged.kind))
         if outcome == "finished":

@@ -252,3 +252,15 @@ def test_a_worker_that_finds_the_store_full_fails_the_job_and_deletes_its_data(
     job = service.get("acme", job_id)
     assert job["state"] == "failed" and job["reason"].startswith("insufficient_storage: the blob store has")
     assert service.blobs.job_ids() == []
+
+
+def test_an_attempt_that_ends_after_its_upload_was_purged_leaves_nothing(
+    service: JobService, processor: ChunkProcessor, synth_csv: Any
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    late = processor._read(job_id, 0, service.store.fields(job_id) or {})  # read before the upload was cut
+    service.abort_upload(job_id, "upload_incomplete", "cut")
+    assert service.blobs.job_ids() == []
+    scored = processor.scorer.score_frame(late.table).to_arrow()
+    assert processor._commit(job_id, 0, late, scored, pa.table({"row": pa.array([], pa.int64())}), 0.1) == "failed"
+    assert service.blobs.job_ids() == []  # its result file, and the folders writing it made, are gone
