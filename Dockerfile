@@ -43,8 +43,9 @@ ENV PATH=/opt/app/bin:/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 predictq \
     && useradd --system --uid 10001 --gid predictq --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin predictq
-# /var/lib/predictq holds the development API key (a named volume copies this ownership).
-RUN install -d -o 10001 -g 10001 -m 700 /var/lib/predictq
+# /var/lib/predictq holds the development API key, /var/lib/predictq-store the blob store shared by the API and
+# the workers (named volumes copy this ownership).
+RUN install -d -o 10001 -g 10001 -m 700 /var/lib/predictq /var/lib/predictq-store
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/app /opt/app
 WORKDIR /tmp

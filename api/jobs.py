@@ -23,9 +23,15 @@ from api.responses import json_response
 from api.services import require_tenant, services
 from api.uploads import BodyReceipt, IncompleteBody, Upload, digest_mismatch, open_upload
 from model.memory import release_free_heap
+from model.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
+from model.parquet import check_schema as check_parquet_schema
+from model.parquet import group_chunks
+from model.parquet import open_file as open_parquet
 from model.prefetch import read_ahead
-from model.readers import Chunk, ReadError, iter_chunks
+from model.ranges import RANGE_FORMATS, RecordRanges, split_records
+from model.readers import READ_BLOCK, Chunk, ReadError, iter_chunks
 from model.writers import iter_encoded
+from worker.blob_store import InsufficientStorage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -34,8 +40,10 @@ bp.before_request(require_tenant)
 # Job ids are short tokens; anything else is answered 404 without touching Redis.
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PASSTHROUGH_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
-ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv"}
+RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                      "parquet": PARQUET_MEDIA_TYPE}
+ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv",
+                  PARQUET_MEDIA_TYPE: "parquet"}
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 PAGE_RE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() also accepts '²'
 # A cursor is what the job service hands out: "<created_us>:<job id>" (ASCII digits, fullmatch: no newline);
@@ -99,8 +107,19 @@ def _read_chunks(stream: Any, fmt: str, passthrough: str | None) -> Iterator[Chu
     return chain([first], chunks)
 
 
+def _split_body(stream: Any, fmt: str, passthrough: str | None) -> RecordRanges:
+    """The upload cut into record ranges; its head is read at once, so a bad header or first record is refused
+    before a job exists."""
+    svc = services()
+    try:
+        return split_records(stream, fmt, target_bytes=svc.settings.chunk_bytes,
+                             columns=list(svc.scorer.required_columns), passthrough=passthrough)
+    except ReadError as exc:
+        raise read_error_to_api(exc) from None
+
+
 def _stage_upload(job_id: str, chunks: Iterator[Chunk]) -> tuple[int, int]:
-    """Stage each chunk as soon as it is parsed, so workers start scoring while the upload goes on."""
+    """Stage each parsed chunk as soon as it is read, so workers start scoring while the upload goes on."""
     jobs_service = services().jobs
     rows_total = chunks_total = 0
     for chunk in chunks:
@@ -110,6 +129,45 @@ def _stage_upload(job_id: str, chunks: Iterator[Chunk]) -> tuple[int, int]:
         chunks_total += 1
         api_metrics().uploaded_rows.inc(chunk.rows)
     return rows_total, chunks_total
+
+
+def _stage_ranges(job_id: str, body: RecordRanges) -> int:
+    """Stage each range of the body as soon as it is cut (the workers parse it); returns how many."""
+    jobs_service = services().jobs
+    chunks_total = 0
+    for data in body.ranges:
+        if not jobs_service.stage_range(job_id, chunks_total, data, body.fmt):
+            raise UploadStopped(job_id)
+        chunks_total += 1
+    return chunks_total
+
+
+def _stage_parquet(job_id: str, stream: Any, passthrough: str | None) -> tuple[int, int]:
+    """Keep a Parquet body whole in the store, check its schema (in its footer, at its end), and stage its row
+    groups as chunks of about PREDICTQ_CHUNK_BYTES; returns (rows, chunks)."""
+    svc = services()
+    jobs_service = svc.jobs
+    jobs_service.write_upload(job_id, iter(partial(stream.read, READ_BLOCK), b""))
+    with jobs_service.blobs.fs.open_input_file(jobs_service.blobs.upload_path(job_id)) as source:
+        parquet = open_parquet(source)
+        check_parquet_schema(parquet, list(svc.scorer.required_columns), passthrough)
+        chunks = group_chunks(parquet, svc.settings.chunk_bytes)
+        meta = parquet.metadata
+        sizes = [sum(meta.row_group(i).total_byte_size for i in range(c.first, c.last + 1)) for c in chunks]
+    for index, (groups, size) in enumerate(zip(chunks, sizes, strict=True)):
+        if not jobs_service.stage_row_groups(job_id, index, groups.text(), size, groups.rows):
+            raise UploadStopped(job_id)
+    return sum(c.rows for c in chunks), len(chunks)
+
+
+def _check_room(declared: int | None) -> None:
+    """507 before any job exists when the store cannot take the declared body (or one chunk) now."""
+    svc = services()
+    try:
+        svc.jobs.blobs.ensure_room(declared or svc.settings.chunk_bytes)
+    except InsufficientStorage as exc:
+        raise ApiError(507, "insufficient_storage", f"no room for this upload: {exc}; no job was created",
+                       {"free_bytes": exc.free, "needed_bytes": exc.needed, "reserve_bytes": exc.reserve}) from None
 
 
 def incomplete_body(exc: IncompleteBody, job_id: str | None) -> ApiError:
@@ -171,12 +229,16 @@ def _check_digest(job_id: str, receipt: BodyReceipt, announced: dict[str, bytes]
 def submit_job() -> Response:
     """Create a job from a CSV / NDJSON / JSON-array body or multipart file; 202 with Location and the job.
 
-    The job is sealed only once the whole body arrived (its length as announced, a chunked body's last chunk,
-    its Content-Digest if one was sent); any other ending fails it and deletes what it staged.
-    With an Idempotency-Key, a repeat of a completed submit answers 200 with its job (see api.idempotency).
+    CSV and NDJSON bodies are only cut into record-aligned ranges here (the workers parse them); a JSON
+    array is parsed here, chunk by chunk. The job is sealed only once the whole body arrived (its length as
+    announced, a chunked body's last chunk, its Content-Digest if one was sent); any other ending fails it and
+    deletes what it staged. With an Idempotency-Key, a repeat of a completed submit answers 200 with its job
+    (see api.idempotency).
     """
     svc = services()
-    check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows)
+    check_backpressure(svc.jobs.queued_rows(), svc.settings.max_queued_rows,
+                       svc.jobs.queued_bytes(), svc.settings.max_queued_bytes)
+    _check_room(request.content_length)
     passthrough = _passthrough()
     callback_url = requested_callback(request, svc.settings, g.tenant)
     upload = open_upload(request, svc.settings.max_upload_bytes)
@@ -189,23 +251,35 @@ def submit_job() -> Response:
     release_free_heap()
     with claim.released_on_error():
         try:
-            chunks = _read_chunks(stream, upload.fmt, passthrough)
+            body = _split_body(stream, upload.fmt, passthrough) if upload.fmt in RANGE_FORMATS else None
+            chunks = _read_chunks(stream, upload.fmt, passthrough) if upload.fmt == "json" else iter(())
         except IncompleteBody as exc:
             raise incomplete_body(exc, None) from None
         scorer = svc.scorer
         job = svc.jobs.create(g.tenant, fmt=upload.fmt, passthrough=passthrough,
+                              header=body.header if body else b"",
                               model={"version": scorer.version, "sha256": scorer.sha256},
                               request_id=current_request_id(), callback_url=callback_url)
         job_id = job["id"]
         claim.attach(job_id)
         stream.beat = partial(_beat, job_id, claim)
         try:
-            rows_total, chunks_total = _stage_upload(job_id, chunks)
+            if body is not None:
+                rows_total, chunks_total = None, _stage_ranges(job_id, body)
+            elif upload.fmt == "parquet":
+                rows_total, chunks_total = _stage_parquet(job_id, stream, passthrough)
+            else:
+                rows_total, chunks_total = _stage_upload(job_id, chunks)
             receipt = upload.body.finish()
         except UploadStopped:
             closed = present(svc.jobs.get(g.tenant, job_id))
             raise ApiError(409, "job_closed", f"job {job_id} was {closed['state']} during its upload",
                            {"job_id": job_id, "job": closed}) from None
+        except InsufficientStorage as exc:
+            failed = present(svc.jobs.fail_for_storage(job_id, str(exc)))
+            raise ApiError(507, "insufficient_storage",
+                           f"job {job_id} failed: the store ran out of room during its upload ({exc}); "
+                           "its data was deleted", {"job_id": job_id, "job": failed}) from None
         except BaseException as exc:
             answer = _abort(job_id, exc)
             if answer is None:
@@ -215,8 +289,8 @@ def submit_job() -> Response:
         svc.jobs.seal(job_id, rows_total, chunks_total, bytes_received=receipt.bytes_received,
                       sha256=receipt.sha256)
     claim.bind(job_id, receipt.sha256)
-    body = present(svc.jobs.get(g.tenant, job_id))
-    return json_response(body, 202, {"Location": body["links"]["self"]})
+    result = present(svc.jobs.get(g.tenant, job_id))
+    return json_response(result, 202, {"Location": result["links"]["self"]})
 
 
 def _replay(held: idempotency.Held, upload: Upload) -> Response:
@@ -261,8 +335,17 @@ def get_job(job_id: str) -> Response:
 
 @bp.delete("/<job_id>")
 def cancel_job(job_id: str) -> Response:
-    """Cancel: chunks not started are skipped; results already scored stay readable."""
-    return json_response(present(services().jobs.cancel(g.tenant, _job_id(job_id))))
+    """Cancel: chunks not started are skipped; results already scored stay readable.
+
+    With `?purge=true`, every file of the job is deleted now as well, and the answer says what was deleted.
+    """
+    purge = request.args.get("purge", "false")
+    if purge not in ("true", "false"):
+        raise ApiError(400, "invalid_parameter", "purge must be true or false", {"purge": purge[:20]})
+    if purge == "false":
+        return json_response(present(services().jobs.cancel(g.tenant, _job_id(job_id))))
+    job, deleted = services().jobs.purge(g.tenant, _job_id(job_id))
+    return json_response({**present(job), "purged": {"files": deleted.files, "bytes": deleted.bytes}})
 
 
 def negotiate_format() -> str:
@@ -270,7 +353,7 @@ def negotiate_format() -> str:
     fmt = request.args.get("format")
     if fmt is not None:
         if fmt not in RESULT_MEDIA_TYPES:
-            raise ApiError(400, "invalid_parameter", "format must be json, ndjson or csv", {"format": fmt})
+            raise ApiError(400, "invalid_parameter", "format must be json, ndjson, csv or parquet", {"format": fmt})
         return fmt
     best = request.accept_mimetypes.best_match(list(ACCEPT_FORMATS), default="application/json")
     return ACCEPT_FORMATS.get(best or "application/json", "json")
@@ -299,8 +382,8 @@ def _download(job_id: str, kind: str, source: Callable[[str, str], Iterable[Any]
             raise
 
     response = Response(stream_with_context(body()), content_type=RESULT_MEDIA_TYPES[fmt])
-    if fmt == "csv":
-        response.headers["Content-Disposition"] = f'attachment; filename="{job_id}-{kind}.csv"'
+    if fmt in ("csv", "parquet"):
+        response.headers["Content-Disposition"] = f'attachment; filename="{job_id}-{kind}.{fmt}"'
     return response
 
 

@@ -68,13 +68,17 @@ def rate_limited_response(exc: RateLimitExceeded) -> Response:
     )
 
 
-def check_backpressure(queued_rows: int, max_queued_rows: int) -> None:
-    """Refuse new jobs with 503 and Retry-After while the queue holds more rows than the budget allows."""
-    if queued_rows > max_queued_rows:
+def check_backpressure(queued_rows: int, max_queued_rows: int, queued_bytes: int = 0,
+                       max_queued_bytes: int | None = None) -> None:
+    """Refuse new jobs with 503 and Retry-After while the queue holds more rows or bytes than the budget allows."""
+    if queued_rows > max_queued_rows or (max_queued_bytes is not None and queued_bytes > max_queued_bytes):
+        details: dict[str, int] = {"queued_rows": queued_rows, "max_queued_rows": max_queued_rows}
+        if max_queued_bytes is not None:
+            details |= {"queued_bytes": queued_bytes, "max_queued_bytes": max_queued_bytes}
         raise ApiError(
             503,
             "overloaded",
             "too much work is queued; retry later",
-            {"queued_rows": queued_rows, "max_queued_rows": max_queued_rows},
+            details,
             {"Retry-After": str(BACKPRESSURE_RETRY_AFTER)},
         )

@@ -53,12 +53,13 @@ class JobsCollector:
         self._jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
-        """Jobs by state, rows and chunks counters, chunk latency histogram, queue depth and queued rows."""
+        """Jobs by state, rows and chunks counters, chunk latency histogram, queue depth, queued rows and bytes."""
         try:
             states = self._jobs.state_counts()
             counters = self._jobs.metrics()
             depth = self._jobs.queue_depth()
             queued_rows = self._jobs.queued_rows()
+            queued_bytes = self._jobs.queued_bytes()
         except Exception as exc:
             log.warning("job metrics unavailable: %s", exc)
             yield _gauge("predictq_redis_up", "1 when the job metrics could be read from Redis", 0)
@@ -80,7 +81,9 @@ class JobsCollector:
             sum_value=float(counters["seconds_sum"]),
         )
         yield _gauge("predictq_queue_depth", "Chunk messages waiting in the broker queue", depth)
-        yield _gauge("predictq_queued_rows", "Rows staged in open jobs and not yet scored", queued_rows)
+        yield _gauge("predictq_queued_rows", "Rows counted at staging (JSON arrays) in open jobs and not yet scored",
+                     queued_rows)
+        yield _gauge("predictq_queued_bytes", "Bytes staged in open jobs and not yet scored", queued_bytes)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

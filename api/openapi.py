@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.jobs import CURSOR_RE
+from model.parquet import MEDIA_TYPE as PARQUET
 from model.schema import REQUIRED_COLUMNS
 from predictq import __version__
 from predictq.settings import Settings
@@ -40,7 +41,7 @@ SCHEMA_RULE = (
 FORMAT = {
     "name": "format", "in": "query", "required": False,
     "description": "Download format; when absent the Accept header decides, else JSON.",
-    "schema": {"type": "string", "enum": ["json", "ndjson", "csv"]},
+    "schema": {"type": "string", "enum": ["json", "ndjson", "csv", "parquet"]},
 }
 
 
@@ -107,9 +108,10 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "reason": {"type": ["string", "null"], "description": "Why a job failed or was cancelled."},
             "reason_code": {
                 "type": ["string", "null"],
-                "description": "Stable code of the reason: cancelled, upload_incomplete (the body did not arrive "
-                "whole), digest_mismatch (not the body the client hashed), upload_mismatch, stuck, too_large, or "
-                "the code of the read error that stopped the upload.",
+                "description": "Stable code of the reason: cancelled, purged, upload_incomplete (the body did not "
+                "arrive whole), digest_mismatch (not the body the client hashed), upload_mismatch, stuck, too_large, "
+                "insufficient_storage, chunk_unreadable, or the code of the read error that stopped the upload or "
+                "that a worker found in a range of it.",
             },
             "upload": {
                 "type": "object",
@@ -135,6 +137,9 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "rows_failed": {"type": "integer"},
             "chunks_total": {"type": ["integer", "null"]},
             "chunks_done": {"type": "integer"},
+            "bytes_total": {"type": "integer", "description": "Staged input bytes (so far, while uploading)."},
+            "bytes_done": {"type": "integer", "description": "Staged input bytes of the committed chunks."},
+            "purged_at": {"type": ["string", "null"], "description": "When the job's data was deleted on request."},
             "progress": {"type": "number", "minimum": 0, "maximum": 1},
             "rows_per_second": nullable_number,
             "eta_seconds": nullable_number,
@@ -271,6 +276,7 @@ def _jobs(settings: Settings) -> dict[str, Any]:
         "application/x-ndjson": {"schema": binary},
         JSON: {"schema": {"description": "A JSON array of Records (or one Record); an element that is not a usable "
                           "Record becomes a row error of the job."}},
+        PARQUET: {"schema": binary},
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": binary}}},
     }
     job_response = {"content": {JSON: {"schema": _ref("Job")}}}
@@ -329,6 +335,9 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                 "422": _error("This Idempotency-Key was used with another body or other options"),
                 "413": _error("Body larger than the upload limit (refused as soon as the limit is passed)"),
                 "415": _error("Unsupported Content-Type, or a charset other than UTF-8"),
+                "507": _error("insufficient_storage: the blob store has no room for the upload above its reserve; "
+                              "when the job already existed it is failed, its data deleted, and details.job_id "
+                              "names it"),
                 **AUTH_ERRORS,
             },
         },
@@ -363,9 +372,18 @@ def _job_item() -> dict[str, Any]:
             "responses": {"200": {"description": "The job", **job_response}, **common},
         },
         "delete": {
-            "operationId": "cancelJob", "summary": "Cancel a job; results already scored stay readable",
-            "security": [{"bearer": []}, {"apiKey": []}], "parameters": [JOB_ID],
-            "responses": {"200": {"description": "The job after cancellation", **job_response}, **common},
+            "operationId": "cancelJob",
+            "summary": "Cancel a job; results already scored stay readable (purge=true deletes all of its data now)",
+            "security": [{"bearer": []}, {"apiKey": []}],
+            "parameters": [JOB_ID, {
+                "name": "purge", "in": "query", "required": False,
+                "description": "true: also delete every file of the job now (staged inputs, results, row errors); the "
+                "answer adds purged {files, bytes}.",
+                "schema": {"type": "string", "enum": ["true", "false"]},
+            }],
+            "responses": {"200": {"description": "The job after cancellation (and what a purge deleted)",
+                                  **job_response},
+                          "400": _error("purge is neither true nor false"), **common},
         },
     }
 
@@ -421,6 +439,7 @@ def _download(operation_id: str, summary: str) -> dict[str, Any]:
                         JSON: {"schema": {"type": "array", "items": {"type": "object"}}},
                         "application/x-ndjson": {"schema": streamed},
                         "text/csv": {"schema": streamed},
+                        PARQUET: {"schema": {"type": "string", "format": "binary"}},
                     },
                 },
                 "400": _error("Unknown format"),

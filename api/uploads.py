@@ -16,12 +16,14 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
 
 from api.errors import ApiError
+from model.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
 from model.readers import ReadError, format_from_content_type, format_from_path
 
 READ_SIZE = 256 * 1024
 # Multipart part headers and the non-file fields before the file are small; more is hostile.
 MULTIPART_BUFFER_LIMIT = 1024 * 1024
-SUPPORTED_UPLOAD_TYPES = "text/csv, application/x-ndjson, application/json or multipart/form-data with a file part"
+SUPPORTED_UPLOAD_TYPES = ("text/csv, application/x-ndjson, application/json, application/vnd.apache.parquet or "
+                          "multipart/form-data with a file part")
 UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
 # RFC 9530 algorithms checked in a Content-Digest header; every upload is hashed with sha-256 in any case.
 DIGESTS: dict[str, Callable[[], Any]] = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
@@ -150,7 +152,9 @@ def read_body(req: Request, limit: int) -> bytes:
 
 
 def media_type_format(media_type: str | None) -> str | None:
-    """The reader format of a media type (parameters ignored), or None when it is not one we read."""
+    """The upload format of a media type (parameters ignored), or None when it is not one we read."""
+    if parse_options_header(media_type or "")[0].lower() == PARQUET_MEDIA_TYPE:
+        return "parquet"
     try:
         return format_from_content_type(media_type)
     except ReadError:
@@ -158,7 +162,9 @@ def media_type_format(media_type: str | None) -> str | None:
 
 
 def filename_format(filename: str | None) -> str | None:
-    """The reader format named by a file's extension, or None."""
+    """The upload format named by a file's extension, or None."""
+    if filename and filename.lower().endswith(".parquet"):
+        return "parquet"
     try:
         return format_from_path(filename) if filename else None
     except ReadError:

@@ -1,4 +1,4 @@
-"""Every benchmark of issue 6 in one run: each path beside its limit, one table of figures and ratios.
+"""Every benchmark in one run: each path beside its limit, one table of figures and ratios.
 
 Generates its data with `predictq synth`, measures the in-process limit, then starts `predictq up` (API under
 gunicorn with 2 workers, a private Redis, Celery workers) on a free loopback port and measures jobs, /predict,
@@ -7,6 +7,7 @@ table and writes it, with the machine it ran on, to --out (bench/results.md). As
 
     .venv/bin/python bench/run_all.py            # full: 1,000,000 rows, a 1 GB upload (1-2 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --quick    # 100,000 rows, a 100 MB upload (under a minute)
+    .venv/bin/python bench/run_all.py --only 7 --huge-rows 10000000   # one 10M-row (9.4 GB) job, memory sampled
 """
 
 from __future__ import annotations
@@ -36,12 +37,7 @@ import redis
 from bench_score import PARSE, run
 from loadtest import RunningStack, local_stack, require_loopback
 
-from model.readers import iter_chunks
-from model.schema import REQUIRED_COLUMNS
 from predictq.client import Client
-from predictq.settings import Settings
-from worker.jobs import JobService
-from worker.keys import JobKeys
 
 # Rate limits out of the way; everything else at the service's defaults.
 STACK_ENV = {
@@ -50,6 +46,11 @@ STACK_ENV = {
     "PREDICTQ_RATE_LIMIT_PREDICT": "1000000/minute",
 }
 SAMPLE_SECONDS = 0.05  # RSS sampling period
+
+
+def stack_env(folder: Path) -> dict[str, str]:
+    """STACK_ENV with a blob store of the stack's own under `folder` (deleted with it)."""
+    return STACK_ENV | {"PREDICTQ_STORE_URI": str(folder / "store")}
 PREDICT_BATCH = 10_000
 
 
@@ -152,6 +153,11 @@ class Sampler:
             thread.join()
 
     @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds used by every sampled process between its first and last sample."""
+        return sum(last - first for first, last in self.cpu.values())
+
+    @property
     def peak_mib(self) -> float:
         """The highest RSS any one process reached."""
         return max(self.peaks.values(), default=0) / 2**20
@@ -163,6 +169,40 @@ class Sampler:
             return 0.0
         busiest = max(self.cpu, key=lambda pid: self.cpu[pid][1] - self.cpu[pid][0])
         return self.peaks[busiest] / 2**20
+
+
+@dataclass
+class RedisMemory:
+    """Redis `used_memory` sampled on a thread: the value before, the peak meanwhile, the value after."""
+
+    url: str
+    before: int = 0
+    peak: int = 0
+    after: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _used(self, client: redis.Redis) -> int:
+        return int(client.info("memory")["used_memory"])
+
+    @contextmanager
+    def running(self) -> Iterator[RedisMemory]:
+        """Sample while the block runs."""
+        client = redis.Redis.from_url(self.url)
+        self.before = self.peak = self._used(client)
+
+        def loop() -> None:
+            while not self._stop.wait(SAMPLE_SECONDS):
+                self.peak = max(self.peak, self._used(client))
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+            self.after = self._used(client)
+            self.peak = max(self.peak, self.after)
 
 
 def processes(stack: RunningStack, word: str) -> list[int]:
@@ -214,42 +254,11 @@ def job_row(table: Table, rows: int, run_: JobRun, score: float | None) -> None:
     split = f"upload {run_.upload:.2f} + score {run_.wait:.2f} + download {run_.download:.2f}"
     value = f"{run_.total:.2f} s ({rows / run_.total:,.0f} rows/s): {split}"
     if score is None:
-        table.add(Row("2", f"job {rows:,} rows, CSV in and out", value))
+        table.add(Row("2", f"job {rows:,} rows, CSV in and out, 2 worker processes", value))
         return
     ratio = run_.total / score
-    table.add(Row("2", f"job {rows:,} rows, CSV in and out", value, f"(1) {score:.2f} s", f"{ratio:.2f}",
-                  "<= 1.5", verdict(ratio <= 1.5)))
-
-
-def result_bytes_per_row(stack: RunningStack, job_id: str, rows: int) -> float:
-    """Redis MEMORY USAGE of a finished job's result chunks, per result row."""
-    client = redis.Redis.from_url(stack.redis_url)
-    keys = JobKeys(Settings().key_prefix, job_id)
-    used = sum(client.memory_usage(k, samples=0) or 0 for k in client.scan_iter(keys.result("*"), count=1000))
-    return used / rows
-
-
-def staged_bytes_per_row(stack: RunningStack, data: Path) -> float:
-    """Redis MEMORY USAGE of a job's staged input chunks, per row, staged as the API stages them.
-
-    Staged through `JobService.stage_chunk` with a queue nobody consumes, so the chunks stay in Redis to be
-    measured; the keys are deleted afterwards.
-    """
-    client = redis.Redis.from_url(stack.redis_url)
-    settings = Settings(redis_url=stack.redis_url, key_prefix="pqbench")
-    service = JobService(client, settings, enqueue=lambda job_id, index: None)
-    job_id = service.create("bench", fmt="csv")["id"]
-    rows = 0
-    with data.open("rb") as stream:
-        for index, chunk in enumerate(iter_chunks(stream, "csv", columns=list(REQUIRED_COLUMNS),
-                                                  chunk_rows=settings.chunk_rows)):
-            service.stage_chunk(job_id, index, chunk.table, chunk.errors)
-            rows += chunk.rows
-    keys = JobKeys("pqbench", job_id)
-    used = sum(client.memory_usage(k, samples=0) or 0 for k in client.scan_iter(keys.staged("*"), count=1000))
-    for key in client.scan_iter("pqbench:*", count=1000):
-        client.delete(key)
-    return used / rows
+    table.add(Row("2", f"job {rows:,} rows, CSV in and out, 2 worker processes", value, f"(1) {score:.2f} s",
+                  f"{ratio:.2f}", "<= 0.8", verdict(ratio <= 0.8)))
 
 
 def post(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> float:
@@ -340,7 +349,39 @@ class Sizes:
     repeat: int
 
 
-def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float | None, sections: str) -> JobRun | None:
+@dataclass(frozen=True)
+class MeasuredJob:
+    """A job run with the peak RSS of the API worker that took the upload and of the one that sent the results,
+    and of the worker processes over the whole job; the CPU seconds of each phase; Redis memory."""
+
+    run: JobRun
+    api_mib: float
+    api_download_mib: float
+    worker_mib: float
+    api_upload_cpu: float
+    api_download_cpu: float
+    worker_cpu: float
+    redis: RedisMemory
+
+    def redis_peak_per_row(self, rows: int) -> float:
+        return (self.redis.peak - self.redis.before) / rows
+
+    def redis_kept_per_row(self, rows: int) -> float:
+        return max(self.redis.after - self.redis.before, 0) / rows
+
+
+def measure_job(client: Client, stack: RunningStack, data: Path, folder: Path) -> MeasuredJob:
+    """One job with RSS and CPU sampled for the gunicorn and Celery processes, and Redis memory."""
+    upload, download = Sampler(lambda: processes(stack, "gunicorn")), Sampler(lambda: processes(stack, "gunicorn"))
+    workers = Sampler(lambda: processes(stack, "celery"))
+    memory = RedisMemory(stack.redis_url)
+    with memory.running(), workers.running():
+        run_ = run_job(client, data, folder / "job_scored.csv", upload, download)
+    return MeasuredJob(run_, upload.busiest_peak_mib, download.busiest_peak_mib, workers.peak_mib,
+                       upload.cpu_seconds, download.cpu_seconds, workers.cpu_seconds, memory)
+
+
+def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float | None, sections: str) -> MeasuredJob | None:
     """(2), (3), (4) against one stack with 2 workers; returns the big job's run for (5)."""
     big, small = folder / f"synth_{sizes.rows}.csv", folder / f"synth_{sizes.small_rows}.csv"
     one_row = orjson.dumps(orjson.loads(synth(1, folder / "synth_1.json").read_bytes())[0])
@@ -348,7 +389,9 @@ def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float | None, se
     row_bytes = big.stat().st_size / sizes.rows
     upload_rows = max(sizes.rows, math.ceil(sizes.upload_bytes / row_bytes))
     upload = synth(upload_rows, folder / f"synth_{upload_rows}.csv") if "4" in sections else big
-    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(2, Path(logs), STACK_ENV) as stack:
+    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
+        2, Path(logs), stack_env(Path(logs))
+    ) as stack:
         require_loopback(stack.url)
         client = Client(stack.url, stack.key, timeout=600)
         big_run = small_run = None
@@ -363,13 +406,13 @@ def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float | None, se
             predict_rows(table, stack, body, one_row, 1000 if sizes.rows >= 1_000_000 else 400)
         if "4" in sections and big_run is not None and small_run is not None:
             memory_rows(table, stack, (small_run, big_run), upload, sizes, folder)
-    return big_run.run if big_run is not None else None
+    return big_run
 
 
 def memory_rows(
     table: Table, stack: RunningStack, runs: tuple[MeasuredJob, MeasuredJob], upload: Path, sizes: Sizes, folder: Path
 ) -> None:
-    """(4) API RSS over a big upload, worker RSS by job size, Redis bytes per staged and per result row."""
+    """(4) API RSS over a big upload, worker RSS by job size, Redis bytes per row at the peak and after."""
     small_run, big_run = runs
     client = Client(stack.url, stack.key, timeout=600)
     same_file = upload == folder / f"synth_{sizes.rows}.csv"
@@ -383,50 +426,67 @@ def memory_rows(
     table.add(Row("4", "worker peak RSS (per process)", f"{big_run.worker_mib:.0f} MiB at {sizes.rows:,} rows",
                   f"{small_run.worker_mib:.0f} MiB at {sizes.small_rows:,} rows", f"{flat:.2f}", "flat",
                   verdict(flat <= 1.1)))
-    staged = staged_bytes_per_row(stack, folder / f"synth_{sizes.small_rows}.csv")
-    table.add(Row("4", "Redis bytes per staged input row", f"{staged:.0f} B", "", "", "<= 120 B",
-                  verdict(staged <= 120)))
-    stored = result_bytes_per_row(stack, big_run.run.job["id"], sizes.rows)
-    table.add(Row("4", "Redis bytes per stored result row", f"{stored:.0f} B"))
+    peak = big_run.redis_peak_per_row(sizes.rows)
+    redis_memory = big_run.redis
+    table.add(Row("4", "Redis peak bytes per row during the job (used_memory above the idle stack)",
+                  f"{peak:.3f} B ({(redis_memory.peak - redis_memory.before) / 1024:.0f} KiB above "
+                  f"{redis_memory.before / 2**20:.1f} MiB)", "", "", "<= 8 B", verdict(peak <= 8)))
+    table.add(Row("4", "Redis bytes per row kept after the job", f"{big_run.redis_kept_per_row(sizes.rows):.2f} B"))
+    data_path_rows(table, upload_run, size, big_run, sizes.rows)
 
 
-@dataclass(frozen=True)
-class MeasuredJob:
-    """A job run with the peak RSS of the API worker that took the upload and of the one that sent the results,
-    and of the worker processes over the whole job."""
-
-    run: JobRun
-    api_mib: float
-    api_download_mib: float
-    worker_mib: float
-
-
-def measure_job(client: Client, stack: RunningStack, data: Path, folder: Path) -> MeasuredJob:
-    """One job with RSS sampled for the gunicorn and Celery processes."""
-    upload, download = Sampler(lambda: processes(stack, "gunicorn")), Sampler(lambda: processes(stack, "gunicorn"))
-    workers = Sampler(lambda: processes(stack, "celery"))
-    with workers.running():
-        run_ = run_job(client, data, folder / "job_scored.csv", upload, download)
-    return MeasuredJob(run_, upload.busiest_peak_mib, download.busiest_peak_mib, workers.peak_mib)
+def data_path_rows(table: Table, upload_run: MeasuredJob, size: int, big_run: MeasuredJob, rows: int) -> None:
+    """(6) CPU spent per GB by the API and per million rows by the workers."""
+    per_gb = upload_run.api_upload_cpu / (size / 1e9)
+    table.add(Row("6", "API CPU per GB uploaded (all gunicorn processes, CSV)", f"{per_gb:.2f} s", "", "",
+                  "<= 0.5 s", verdict(per_gb <= 0.5)))
+    sent = upload_run.run.job["rows_total"]
+    table.add(Row("6", "API CPU per million result rows sent as CSV",
+                  f"{upload_run.api_download_cpu / sent * 1e6:.2f} s"))
+    table.add(Row("6", "worker CPU per million rows (parse + score + write, all pool processes)",
+                  f"{big_run.worker_cpu / rows * 1e6:.2f} s"))
 
 
-def scale_out(table: Table, sizes: Sizes, folder: Path, two: JobRun) -> None:
-    """(5) The big job with 1 and 4 worker processes (concurrency 1 each), beside the 2-worker run."""
+def scale_out(table: Table, sizes: Sizes, folder: Path, two: MeasuredJob) -> None:
+    """(5) The big job with 1 worker process beside the 2-process run, CPU per million rows, the projection."""
     data = folder / f"synth_{sizes.rows}.csv"
-    runs = {}
-    for workers in (1, 4):
-        with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
-            workers, Path(logs), STACK_ENV
-        ) as stack:
-            runs[workers] = run_job(Client(stack.url, stack.key, timeout=600), data, folder / "job_scored.csv")
-    runs[2] = two
-    for workers in (1, 2, 4):
-        r = runs[workers]
-        speedup = runs[1].total / r.total
-        scoring = r.job["rows_per_second"] or 0
+    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
+        1, Path(logs), stack_env(Path(logs))
+    ) as stack:
+        one = measure_job(Client(stack.url, stack.key, timeout=600), stack, data, folder)
+    runs = {1: one, 2: two}
+    for workers, measured in runs.items():
+        r = measured.run
+        worker_cpu = measured.worker_cpu / sizes.rows * 1e6
+        api_cpu = (measured.api_upload_cpu + measured.api_download_cpu) / sizes.rows * 1e6
         table.add(Row("5", f"job {sizes.rows:,} rows, {workers} worker process{'es' if workers > 1 else ''}",
-                      f"{sizes.rows / r.total:,.0f} rows/s end to end; scoring {scoring:,.0f} rows/s",
-                      "1 worker", f"{speedup:.2f}x"))
+                      f"{sizes.rows / r.total:,.0f} rows/s end to end ({r.total:.2f} s); CPU per million rows: "
+                      f"workers {worker_cpu:.2f} s, API {api_cpu:.2f} s", "1 worker",
+                      f"{one.run.total / r.total:.2f}x"))
+    per_core = 1e6 / (two.worker_cpu / sizes.rows * 1e6)
+    api_per_core = 1e6 / ((two.api_upload_cpu + two.api_download_cpu) / sizes.rows * 1e6)
+    table.add(Row("5", "projection: N worker hosts of C cores, one API core per upload",
+                  f"scoring about N x C x {per_core:,.0f} rows/s, until one API core's {api_per_core:,.0f} rows/s "
+                  "(upload and download of one job) or the store's bandwidth is the limit"))
+
+
+def huge_job(table: Table, rows: int, folder: Path) -> None:
+    """(7) One very large job on the 2-worker stack: it succeeds, with API, worker and Redis memory sampled."""
+    data = synth(rows, folder / f"synth_{rows}.csv")
+    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs:
+        env = stack_env(Path(logs)) | {"PREDICTQ_MAX_UPLOAD_BYTES": str(2 * data.stat().st_size)}
+        with local_stack(2, Path(logs), env) as stack:
+            measured = measure_job(Client(stack.url, stack.key, timeout=3600), stack, data, folder)
+    r = measured.run
+    table.add(Row("7", f"job {rows:,} rows ({data.stat().st_size / 1e9:.1f} GB CSV), 2 worker processes",
+                  f"{r.job['state']} in {r.total:.0f} s ({rows / r.total:,.0f} rows/s): upload {r.upload:.0f} + "
+                  f"score {r.wait:.0f} + download {r.download:.0f}", "", "", "succeeds",
+                  verdict(r.job["state"] == "succeeded" and r.job["rows_done"] == rows)))
+    table.add(Row("7", "peak RSS at this size: API upload / API download / worker process",
+                  f"{measured.api_mib:.0f} / {measured.api_download_mib:.0f} / {measured.worker_mib:.0f} MiB", "",
+                  "", "flat (as at 1M rows)"))
+    table.add(Row("7", "Redis peak bytes per row at this size", f"{measured.redis_peak_per_row(rows):.3f} B", "", "",
+                  "<= 8 B", verdict(measured.redis_peak_per_row(rows) <= 8)))
 
 
 def write_results(path: Path, table: Table, command: str, seconds: float, load: str) -> None:
@@ -453,7 +513,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=2, help="Runs of each (1) command; the best counts.")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/predictq-bench"), help="Data files (kept).")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
-    parser.add_argument("--only", default="12345", help="Sections to run, e.g. 3 or 24 (default all: 12345).")
+    parser.add_argument("--only", default="123456", help="Sections to run, e.g. 3 or 24 (default: 123456; 7 is the "
+                        "very large job, run only when named).")
+    parser.add_argument("--huge-rows", type=int, default=10_000_000, help="Rows of the section 7 job.")
     return parser.parse_args(argv)
 
 
@@ -476,6 +538,8 @@ def main(argv: list[str] | None = None) -> None:
     two = stack_rows(table, sizes, args.dir, score, args.only)
     if "5" in args.only and two is not None:
         scale_out(table, sizes, args.dir, two)
+    if "7" in args.only:
+        huge_job(table, args.huge_rows, args.dir)
     seconds = time.perf_counter() - started
     command = "python bench/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_results(args.out, table, command.strip(), seconds, f"{load_before} at the start, {load_average()} at the end")

@@ -138,10 +138,12 @@ def iter_chunks(
     chunk_rows: int,
     passthrough: str | None = None,
     max_bytes: int | None = None,
+    check_first_record: bool = True,
 ) -> Iterator[Chunk]:
     """Chunks of `chunk_rows` records (the last one shorter); see the module docstring.
 
-    Arguments are checked at once; the body is read only as the chunks are consumed.
+    Arguments are checked at once; the body is read only as the chunks are consumed. `check_first_record`
+    False reads a later part of a body whose first record was checked already (JSON keys are not required).
     """
     if fmt not in FORMATS:
         raise ReadError("unsupported_format", f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -155,7 +157,8 @@ def iter_chunks(
     parse = {"csv": _csv_pieces, "ndjson": _ndjson_pieces, "json": _json_pieces}[fmt]
     finish = (partial(_finish, _type_text, _type_text_ident, ident=ident) if fmt == "csv"
               else partial(_finish, _type_values, _type_ident, ident=ident))
-    return _assemble(parse(_Source(stream, max_bytes), keep, keep), chunk_rows, keep, finish)
+    required = keep if check_first_record or fmt == "csv" else []
+    return _assemble(parse(_Source(stream, max_bytes), required, keep), chunk_rows, keep, finish)
 
 
 # --- the byte source: size limit, BOM, UTF-8 check, line counting -------------------------------------
@@ -484,9 +487,10 @@ def _csv_pieces(source: _Source, required: list[str], keep: list[str]) -> Iterat
         raise ReadError("empty", "the CSV body has a header but no records")
 
 
-def _last_record_end(data: bytes) -> int:
-    """Index just past the last line break that ends a record (0 if none), reading quotes as pyarrow does."""
-    end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+def _last_record_end(data: bytes, stop: int | None = None) -> int:
+    """Index just past the last line break before `stop` that ends a record (0 if none), reading quotes as
+    pyarrow does."""
+    end = max(data.rfind(b"\n", 0, stop), data.rfind(b"\r", 0, stop)) + 1
     if end == 0 or data.find(b'"', 0, end) < 0:
         return end
     raw = np.frombuffer(data, dtype=np.uint8, count=end)

@@ -1,10 +1,11 @@
-"""Streaming writers: result (or row-error) tables to CSV, NDJSON or a JSON array, one block of bytes at a time.
+"""Streaming writers: result (or row-error) tables to CSV, NDJSON, a JSON array or Parquet, one block of bytes at
+a time.
 
 Columns come out in Python-sorted order of their names. Floats are written with the shortest text that reads
 back to the same double (non-finite floats become empty in CSV, `null` in JSON); integers as integers.
 In CSV only, a text cell or header cell (a client's id column name) starting with `=`, `+`, `-`, `@`, tab or
 carriage return gets a leading `'` so that spreadsheets do not run it as a formula; numeric columns and JSON
-output are never altered.
+output are never altered. Parquet keeps each column's type (the first table's; a later table is cast to it).
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from model.readers import FORMATS, format_from_path
 
 BATCH_ROWS = 20_000  # rows encoded per yielded block: bounds the size of each block of bytes
+OUTPUT_FORMATS = (*FORMATS, "parquet")
 _FORMULA_START = r"^[=+\-@\t\r]"
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
 def iter_encoded(tables: Iterable[pa.Table], fmt: str) -> Iterator[bytes]:
-    """Encode the tables, in order, as one CSV / NDJSON / JSON-array document, yielded in blocks."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    encode = {"csv": _iter_csv, "ndjson": _iter_ndjson, "json": _iter_json}[fmt]
+    """Encode the tables, in order, as one CSV / NDJSON / JSON-array / Parquet document, yielded in blocks."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    encode = {"csv": _iter_csv, "ndjson": _iter_ndjson, "json": _iter_json, "parquet": _iter_parquet}[fmt]
     return encode(_batches(tables))
 
 
@@ -61,6 +64,56 @@ def _batches(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
             yield table
         for start in range(0, table.num_rows, BATCH_ROWS):
             yield table.slice(start, BATCH_ROWS)
+
+
+# --- Parquet -----------------------------------------------------------------------------------------
+
+
+class _Spool:
+    """A write-only file that keeps what was written until it is taken (ParquetWriter writes into it)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.position = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def _iter_parquet(batches: Iterator[pa.Table]) -> Iterator[bytes]:
+    """A Parquet file, one row group per batch, in the first batch's schema (later batches are cast to it)."""
+    spool = _Spool()
+    writer: pq.ParquetWriter | None = None
+    for batch in batches:
+        if writer is None:
+            writer = pq.ParquetWriter(spool, batch.schema, compression="zstd")
+        elif batch.schema != writer.schema:
+            if batch.column_names != writer.schema.names:
+                raise ValueError(f"tables differ in columns: {batch.column_names} after {writer.schema.names}")
+            batch = batch.cast(writer.schema)
+        writer.write_table(batch)
+        if data := spool.take():
+            yield data
+    if writer is None:  # no table at all: a valid file with no rows
+        writer = pq.ParquetWriter(spool, pa.schema([("row", pa.int64())]), compression="zstd")
+    writer.close()
+    yield spool.take()
 
 
 # --- CSV ---------------------------------------------------------------------------------------------

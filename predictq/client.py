@@ -40,12 +40,14 @@ UPLOAD_BLOCK_BYTES = 256 * 1024
 DOWNLOAD_BLOCK_BYTES = 256 * 1024
 # Job states after which nothing changes any more (worker.job_store.CLOSED_STATES); anything else is still moving.
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-FORMAT_CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}
+FORMAT_CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json",
+                        "parquet": "application/vnd.apache.parquet"}
 CONTENT_TYPES = {
     ".csv": "text/csv",
     ".ndjson": "application/x-ndjson",
     ".jsonl": "application/x-ndjson",
     ".json": "application/json",
+    ".parquet": "application/vnd.apache.parquet",
 }
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # The server's default PREDICTQ_MAX_SYNC_ROWS; a smaller server limit is learnt from its 413 answer.
@@ -73,7 +75,7 @@ def _session() -> requests.Session:
 
 
 def content_type_for(path: Path, fmt: str | None = None) -> str:
-    """The upload Content-Type for `fmt`, else implied by a file's extension (CSV, NDJSON or JSON)."""
+    """The upload Content-Type for `fmt`, else implied by a file's extension (CSV, NDJSON, JSON or Parquet)."""
     if fmt is not None:
         if fmt not in FORMAT_CONTENT_TYPES:
             raise ApiError(0, "unknown_format", f"format must be one of {', '.join(FORMAT_CONTENT_TYPES)}")
@@ -86,10 +88,11 @@ def content_type_for(path: Path, fmt: str | None = None) -> str:
 
 
 def format_for(path: Path | None, default: str = "csv") -> str:
-    """The results format implied by an output path's extension (csv, ndjson or json)."""
+    """The results format implied by an output path's extension (csv, ndjson, json or parquet)."""
     if path is None:
         return default
-    return {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}.get(path.suffix.lower(), default)
+    formats = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".parquet": "parquet"}
+    return formats.get(path.suffix.lower(), default)
 
 
 class ProgressReader:

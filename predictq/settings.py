@@ -52,6 +52,9 @@ class Settings:
     model_path: str = ""  # empty: the approved model shipped in model/data
     model_sha256: str = ""  # empty: any artifact that passes its own checksum; else the parameters' sha256
     chunk_rows: int = 25_000
+    chunk_bytes: int = 16 * 1024**2  # a CSV/NDJSON upload is cut into record-aligned ranges of about this size
+    store_uri: str = ""  # blob store of staged inputs and results; empty: <temp dir>/predictq-store
+    store_reserve_bytes: int = 1024**3  # free space the store must keep: staging that would use it fails (507)
     job_ttl_seconds: int = 24 * 3600
     max_sync_rows: int = 10_000
     max_upload_bytes: int = 4 * 1024**3
@@ -61,6 +64,7 @@ class Settings:
     reaper_interval_seconds: int = 30
     stuck_job_seconds: int = 900
     max_queued_rows: int = 50_000_000
+    max_queued_bytes: int = 20 * 1024**3
     api_keys: str = ""  # "key:tenant,key2:tenant2" (plain keys; hashed on load)
     api_keys_file: str = ""
     auth_mode: str = "required"  # required | disabled
@@ -99,6 +103,9 @@ class Settings:
             model_path=_str(env, "PREDICTQ_MODEL_PATH", d.model_path),
             model_sha256=_str(env, "PREDICTQ_MODEL_SHA256", d.model_sha256),
             chunk_rows=_int(env, "PREDICTQ_CHUNK_ROWS", d.chunk_rows, minimum=1),
+            chunk_bytes=_int(env, "PREDICTQ_CHUNK_BYTES", d.chunk_bytes, minimum=1),
+            store_uri=_str(env, "PREDICTQ_STORE_URI", d.store_uri),
+            store_reserve_bytes=_int(env, "PREDICTQ_STORE_RESERVE_BYTES", d.store_reserve_bytes),
             job_ttl_seconds=_int(env, "PREDICTQ_JOB_TTL_SECONDS", d.job_ttl_seconds, minimum=1),
             max_sync_rows=_int(env, "PREDICTQ_MAX_SYNC_ROWS", d.max_sync_rows, minimum=1),
             max_upload_bytes=_int(env, "PREDICTQ_MAX_UPLOAD_BYTES", d.max_upload_bytes, minimum=1),
@@ -108,6 +115,7 @@ class Settings:
             reaper_interval_seconds=_int(env, "PREDICTQ_REAPER_INTERVAL_SECONDS", d.reaper_interval_seconds, 1),
             stuck_job_seconds=_int(env, "PREDICTQ_STUCK_JOB_SECONDS", d.stuck_job_seconds, minimum=1),
             max_queued_rows=_int(env, "PREDICTQ_MAX_QUEUED_ROWS", d.max_queued_rows, minimum=1),
+            max_queued_bytes=_int(env, "PREDICTQ_MAX_QUEUED_BYTES", d.max_queued_bytes, minimum=1),
             api_keys=env.get("PREDICTQ_API_KEYS", d.api_keys),
             api_keys_file=_str(env, "PREDICTQ_API_KEYS_FILE", d.api_keys_file),
             auth_mode=_str(env, "PREDICTQ_AUTH", d.auth_mode),

@@ -20,3 +20,4 @@ class JobExpired(PredictqError):
         super().__init__(f"job {job_id!r} expired at {expired_at}; its results were deleted")
         self.job_id = job_id
         self.expired_at = expired_at
+

@@ -50,6 +50,41 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class StagedChunk:
+    """A chunk as staged: the kind of its input file, its size, and its records when the API counted them."""
+
+    kind: str
+    size: int
+    records: int | None
+
+    @classmethod
+    def parse(cls, raw: str) -> StagedChunk:
+        """Parse "kind,bytes,records" (records empty when only a worker's parse counts them)."""
+        kind, size, records = raw.split(",")
+        return cls(kind, int(size), int(records) if records else None)
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    """The files one attempt wrote for a chunk (named by its token) and the chunk's record count."""
+
+    token: str
+    records: int
+    has_result: bool
+    has_errors: bool
+
+    @classmethod
+    def parse(cls, raw: str) -> ChunkOutput:
+        """Parse "token,records,has_result,has_errors"."""
+        token, records, has_result, has_errors = raw.split(",")
+        return cls(token, int(records), has_result == "1", has_errors == "1")
+
+    def text(self) -> str:
+        """The form `parse` reads."""
+        return f"{self.token},{self.records},{int(self.has_result)},{int(self.has_errors)}"
+
+
+@dataclass(frozen=True)
 class StartDecision:
     """What a worker should do with a chunk it was handed (the outcome of `JobStore.start_chunk`)."""
 
@@ -72,7 +107,7 @@ class JobStore:
         self._scripts = {
             name: client.register_script(_script_text(name))
             for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
-                         "release_lease", "mark_requeued", "touch_upload", "claim_webhook",
+                         "release_lease", "mark_requeued", "mark_purged", "touch_upload", "claim_webhook",
                          "begin_webhook_attempt")
         }
 
@@ -101,35 +136,37 @@ class JobStore:
         )
         return job_id, now, expires_at
 
-    def stage(self, job_id: str, index: int, payload: bytes, first_row: int, rows: int) -> str:
-        """Store a chunk's staged input; 'staged', 'duplicate', 'sealed', a closed state, or 'gone'."""
+    def stage(self, job_id: str, index: int, kind: str, size: int, records: int | None) -> str:
+        """Register a chunk whose input is in the blob store; 'staged', 'duplicate', 'sealed', a closed state,
+        or 'gone'."""
         k = self.keys(job_id)
-        reply = self._run("stage_chunk", [k.job, k.chunks, k.staged(index)],
-                          [index, payload, first_row, rows, repr(time.time())])
+        reply = self._run("stage_chunk", [k.job, k.chunks],
+                          [index, kind, size, "" if records is None else records, repr(time.time())])
         return _text(reply)
 
-    def seal(self, job_id: str, rows_total: int, chunks_total: int,
+    def seal(self, job_id: str, rows_total: int | None, chunks_total: int,
              record: Mapping[str, str | int] | None = None) -> str:
-        """Mark the upload complete, adding `record`'s fields (what arrived) to the job in the same step;
-        returns the state after it (or 'gone')."""
+        """Mark the upload complete (rows_total None: the workers count them), adding `record`'s fields (what
+        arrived) to the job in the same step; returns the state after it (or 'gone')."""
         k = self.keys(job_id)
         flat = [str(item) for pair in (record or {}).items() for item in pair]
         reply = self._run("seal_job", [k.job, active_index(self.prefix)],
-                          [job_id, rows_total, chunks_total, repr(time.time()), *flat])
+                          [job_id, "" if rows_total is None else rows_total, chunks_total, repr(time.time()),
+                           *flat])
         return self._after(job_id, _text(reply))
 
     def close(self, job_id: str, state: str, code: str, reason: str, *, purge: bool = False,
               record: Mapping[str, str | int] | None = None) -> str:
         """Move an open job to `state` (cancelled or failed) with a stable reason `code` and a message.
 
-        `purge` also deletes what was already scored (for a job whose input never arrived whole); `record`
-        adds fields to the job hash in the same step. Returns the state after it (or 'gone').
+        `purge` also forgets what was already scored (for a job whose input never arrived whole); `record`
+        adds fields to the job hash in the same step. Returns the state after it (or 'gone'). The job's files
+        are the caller's to delete (`worker.lifecycle`).
         """
         k = self.keys(job_id)
         flat = [str(item) for pair in (record or {}).items() for item in pair]
-        reply = self._run("close_job", [k.job, k.committed, k.chunks, active_index(self.prefix), k.summary],
-                          [job_id, state, code, reason, repr(time.time()), "1" if purge else "0",
-                           k.staged(""), k.result(""), k.errors(""), *flat])
+        reply = self._run("close_job", [k.job, active_index(self.prefix), k.outputs, k.summary],
+                          [job_id, state, code, reason, repr(time.time()), "1" if purge else "0", *flat])
         return self._after(job_id, _text(reply))
 
     def start_chunk(
@@ -146,19 +183,20 @@ class JobStore:
             return StartDecision(action, int(reply[1]), _text(reply[2]))
         return StartDecision(action, 0, _text(reply[1]) if len(reply) > 1 else "")
 
-    def commit_chunk(self, job_id: str, index: int, result: bytes, errors: bytes, rows_scored: int,
-                     rows_failed: int, *, seconds: float | None, summary: ChunkCounters | None = None) -> str:
+    def commit_chunk(self, job_id: str, index: int, output: ChunkOutput, rows_scored: int, rows_failed: int,
+                     size: int, *, seconds: float | None, summary: ChunkCounters | None = None) -> str:
         """Commit a chunk's outcome exactly once: 'committed', 'finished', 'ignored', a closed state, or 'gone'.
 
+        `output` names the attempt's files (already written); `size` is the chunk's staged input bytes.
         `seconds` is the time spent scoring it (a chunk latency observation), None for a chunk failed without
         being scored; the cluster-wide metrics hash is bumped by the same script, once. `summary` is what the
         chunk adds to the job's summary hash, merged by the same script, once.
         """
         k = self.keys(job_id)
         timing = ["", ""] if seconds is None else [repr(float(seconds)), bucket_field(seconds)]
-        keys = [k.job, k.committed, k.result(index), k.errors(index), k.staged(index), k.leases,
-                active_index(self.prefix), metrics_key(self.prefix)]
-        args = [job_id, index, result, errors, rows_scored, rows_failed, repr(time.time()), *timing]
+        keys = [k.job, k.committed, k.outputs, k.leases, active_index(self.prefix), metrics_key(self.prefix)]
+        args = [job_id, index, output.text(), rows_scored, rows_failed, output.records, size, repr(time.time()),
+                *timing]
         if summary is not None:
             keys, args = [*keys, k.summary], [*args, *summary.as_args()]
         outcome = _text(self._run("commit_chunk", keys, args))
@@ -203,6 +241,11 @@ class JobStore:
         raw = self.redis.hget(self.keys(job_id).job, "request_id")
         return _text(raw) if raw else None
 
+    def mark_purged(self, job_id: str) -> bool:
+        """Forget the job's results (their files are deleted by the caller) and note when (False when gone)."""
+        k = self.keys(job_id)
+        return bool(self._run("mark_purged", [k.job, k.outputs], [repr(time.time())]))
+
     def fields(self, job_id: str) -> dict[str, str] | None:
         """The job hash as text, or None when no such job is stored."""
         raw = self.redis.hgetall(self.keys(job_id).job)
@@ -215,21 +258,14 @@ class JobStore:
             pipe.hgetall(self.keys(job_id).job)
         return [{_text(f): _text(v) for f, v in raw.items()} if raw else None for raw in pipe.execute()]
 
-    def chunk_range(self, job_id: str, index: int) -> tuple[int, int] | None:
-        """(first_row, rows) recorded when the chunk was staged."""
+    def chunk(self, job_id: str, index: int) -> StagedChunk | None:
+        """What was recorded when the chunk was staged, or None."""
         raw = self.redis.hget(self.keys(job_id).chunks, index)
-        if raw is None:
-            return None
-        first_row, rows = _text(raw).split(",")
-        return int(first_row), int(rows)
+        return None if raw is None else StagedChunk.parse(_text(raw))
 
     def staged_indexes(self, job_id: str) -> list[int]:
         """Indexes of every chunk staged so far, ascending."""
         return sorted(int(_text(i)) for i in self.redis.hkeys(self.keys(job_id).chunks))
-
-    def staged_payload(self, job_id: str, index: int) -> bytes | None:
-        """A chunk's staged input, or None once committed, skipped or lost."""
-        return self.redis.get(self.keys(job_id).staged(index))
 
     def summary_fields(self, job_id: str) -> dict[str, str]:
         """The job's merged summary counters as text (empty before any chunk committed)."""
@@ -239,9 +275,10 @@ class JobStore:
         """Indexes of committed chunks, ascending."""
         return sorted(int(_text(i)) for i in self.redis.smembers(self.keys(job_id).committed))
 
-    def payload(self, key: str) -> bytes | None:
-        """Bytes stored at `key`."""
-        return self.redis.get(key)
+    def outputs(self, job_id: str) -> dict[int, ChunkOutput]:
+        """The committed output of each committed chunk."""
+        raw = self.redis.hgetall(self.keys(job_id).outputs)
+        return {int(_text(i)): ChunkOutput.parse(_text(v)) for i, v in raw.items()}
 
     def leases(self, job_id: str) -> dict[int, Lease]:
         """Chunks being scored now and who holds each."""

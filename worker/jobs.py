@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
 from model.errors import RowError
 from predictq.settings import Settings
+from worker.blob_store import BlobStore, Buffer, Deleted
 from worker.errors import JobExpired, JobNotFound
 from worker.job_store import OPEN_STATES, JobStore
 from worker.keys import broker_queue_lists, id_expiry
+from worker.lifecycle import close_job, discard_late, fail_for_storage
 from worker.processing import Enqueue
 from worker.reaper import fail_if_stuck
-from worker.staging import decode_table, encode_staged
+from worker.staging import read_table, staged_arrow
 
 __all__ = ["JobExpired", "JobNotFound", "JobService"]
 
@@ -69,10 +72,12 @@ def render_webhook(f: Mapping[str, str]) -> dict[str, Any] | None:
 def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
     """The public job object built from its stored fields."""
     sealed = f.get("sealed") == "1"
-    rows_total = _int(f, "rows_total") if sealed else _int(f, "rows_staged")
     chunks_total = _int(f, "chunks_total") if sealed else _int(f, "chunks_staged")
     rows_failed = _int(f, "rows_failed")
     rows_done = _int(f, "rows_scored") + rows_failed
+    # Records are counted as they are parsed: by the API for a JSON array, by the workers for CSV and NDJSON.
+    rows_total = max(_int(f, "rows_staged"), _int(f, "rows_read"))
+    bytes_total, bytes_done = _int(f, "bytes_staged"), _int(f, "bytes_done")
     state = f["state"]
     started = float(f["started_at"]) if f.get("started_at") else None
     ended = float(f["finished_at"]) if f.get("finished_at") else now
@@ -81,8 +86,9 @@ def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
     if state == "succeeded":
         progress, eta = 1.0, 0.0
     else:
-        progress = min(rows_done / rows_total, 1.0) if rows_total else 0.0
-        eta = (rows_total - rows_done) / rate if sealed and rate and state in OPEN_STATES else None
+        progress = min(bytes_done / bytes_total, 1.0) if bytes_total else 0.0
+        byte_rate = bytes_done / elapsed if elapsed > 0 and bytes_done else None
+        eta = ((bytes_total - bytes_done) / byte_rate if sealed and byte_rate and state in OPEN_STATES else None)
     model = {"version": f["model_version"], "sha256": f["model_sha256"]} if f.get("model_version") else None
     return {
         "id": job_id,
@@ -98,11 +104,14 @@ def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
         "started_at": _iso(f.get("started_at")),
         "finished_at": _iso(f.get("finished_at")),
         "expires_at": _iso(f.get("expires_at")),
+        "purged_at": _iso(f.get("purged_at")),
         "rows_total": rows_total,
         "rows_done": rows_done,
         "rows_failed": rows_failed,
         "chunks_total": chunks_total,
         "chunks_done": _int(f, "chunks_done"),
+        "bytes_total": bytes_total,
+        "bytes_done": bytes_done,
         "progress": round(progress, 6),
         "rows_per_second": round(rate, 3) if rate else None,
         "eta_seconds": round(eta, 3) if eta is not None else None,
@@ -118,13 +127,17 @@ class JobService:
     Job object fields: see `render_job`. `rows_done` counts rows with a final outcome (scored or failed);
     `rows_failed` those of them that failed. A succeeded job's `outcome` is `all_rows_scored` or
     `some_rows_failed`; a failed or cancelled one has a `reason`. Until the upload is sealed,
-    `rows_total`/`chunks_total` count what was staged so far and `upload_complete` is false.
+    `chunks_total`/`bytes_total` count what was staged so far and `upload_complete` is false; `rows_total`
+    counts the records parsed so far (exact once the job succeeded).
+
+    Redis holds the job's state; its staged inputs and results are files in the blob store (`blobs`).
     """
 
     def __init__(self, redis_client: redis.Redis, settings: Settings, *, enqueue: Enqueue | None = None,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None, blobs: BlobStore | None = None) -> None:
         self.settings = settings
         self.store = JobStore(redis_client, settings.key_prefix, on_closed=self.notify)
+        self.blobs = blobs or BlobStore.from_uri(settings.store_uri, settings.store_reserve_bytes)
         self._enqueue = enqueue
         self._notify = notify
         self._celery: Any = None
@@ -153,15 +166,16 @@ class JobService:
         self._notify(job_id)
 
     def create(self, tenant: str, *, fmt: str, passthrough: str | None = None,
-               model: Mapping[str, str] | None = None, request_id: str | None = None,
+               model: Mapping[str, str] | None = None, header: bytes = b"", request_id: str | None = None,
                callback_url: str | None = None) -> dict[str, Any]:
         """Create a queued job for `tenant` whose upload is about to be staged; returns the job object.
 
-        `request_id` is the submitting request's (workers log it with the job's lines); `callback_url`
-        receives the signed webhook when the job closes.
+        `header` is a CSV body's header line: workers parse each range after it. `request_id` is the
+        submitting request's (workers log it with the job's lines); `callback_url` receives the signed webhook
+        when the job closes.
         """
-        fields = {"fmt": fmt, "passthrough": passthrough or "", "request_id": request_id or "",
-                  "callback_url": callback_url or ""}
+        fields = {"fmt": fmt, "passthrough": passthrough or "", "csv_header": header.decode("utf-8"),
+                  "request_id": request_id or "", "callback_url": callback_url or ""}
         if model:
             fields |= {"model_version": str(model["version"]), "model_sha256": str(model["sha256"])}
         job_id, _, _ = self.store.create(tenant, fields, self.settings.job_ttl_seconds)
@@ -171,12 +185,20 @@ class JobService:
         """Tell the reaper the upload is alive while a chunk's bytes are still arriving (False: stop uploading)."""
         return self.store.touch_upload(job_id)
 
-    def stage_chunk(self, job_id: str, index: int, table: pa.Table, errors: Sequence[RowError]) -> bool:
-        """Stage chunk `index` (int64 `row` + input columns, and its parse errors) and queue it for scoring.
+    def stage_range(self, job_id: str, index: int, data: Buffer | Sequence[Buffer], fmt: str) -> bool:
+        """Stage chunk `index` as a record-aligned range of the body (parsed by the worker) and queue it.
 
-        Returns False when the job is closed (cancelled or failed: stop uploading) or the index was staged
-        already; raises JobNotFound when the job is gone, ValueError for a chunk without any record.
-        Refreshes the upload's heartbeat.
+        `data` is the range, or its consecutive parts (written in turn, never joined).
+        Returns False when the job is closed or the index was staged already; raises JobNotFound when the job
+        is gone, InsufficientStorage when the store would go below its reserve (nothing is written then).
+        """
+        return self._stage(job_id, index, fmt, data, None)
+
+    def stage_chunk(self, job_id: str, index: int, table: pa.Table, errors: Sequence[RowError]) -> bool:
+        """Stage chunk `index` already parsed (int64 `row` + input columns, and its parse errors) and queue it.
+
+        Rows are stored numbered from the chunk's first record: like every chunk, its rows get their place
+        in the body when read back. Same answers as `stage_range`; ValueError for a chunk without any record.
         """
         # Every record the reader consumed is either in the table or an error: together they span the chunk.
         bounds = [e.row for e in errors]
@@ -186,7 +208,28 @@ class JobService:
         if not bounds:
             raise ValueError(f"chunk {index} of job {job_id} holds no record")
         first_row, last_row = min(bounds), max(bounds)
-        status = self.store.stage(job_id, index, encode_staged(table, errors), first_row, last_row - first_row + 1)
+        return self._stage(job_id, index, "arrow", staged_arrow(table, errors, first_row), last_row - first_row + 1)
+
+    def write_upload(self, job_id: str, blocks: Iterable[bytes]) -> int:
+        """Write a body kept whole (a Parquet file) to the job's directory as it arrives; returns its size.
+
+        Raises InsufficientStorage (checked before each block) when the store would go below its reserve.
+        """
+        size = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for block in blocks:
+                self.blobs.ensure_room(len(block))
+                size += len(block)
+                yield block
+
+        self.blobs.write(self.blobs.upload_path(job_id), counted())
+        return size
+
+    def stage_row_groups(self, job_id: str, index: int, groups: str, size: int, records: int) -> bool:
+        """Stage chunk `index` as row groups `groups` ("first-last") of the job's Parquet upload, and queue it."""
+        status = self.store.stage(job_id, index, f"parquet:{groups}", size, records)
         if status == "gone":
             raise JobNotFound(job_id)
         if status != "staged":
@@ -194,13 +237,30 @@ class JobService:
         self.enqueue(job_id, index)
         return True
 
-    def seal(self, job_id: str, rows_total: int, chunks_total: int, *, bytes_received: int | None = None,
+    def _stage(self, job_id: str, index: int, kind: str, data: Buffer | Sequence[Buffer], records: int | None) -> bool:
+        """Write the staged input, register it, queue it; its file is deleted when it cannot be registered."""
+        size = len(data) if isinstance(data, Buffer) else sum(len(part) for part in data)
+        self.blobs.ensure_room(size)
+        path = self.blobs.staged_path(job_id, index, kind)
+        self.blobs.write(path, data)
+        status = self.store.stage(job_id, index, kind, size, records)
+        if status != "staged":
+            if status != "duplicate":
+                discard_late(self.store, self.blobs, job_id, [path])
+            if status == "gone":
+                raise JobNotFound(job_id)
+            return False
+        self.enqueue(job_id, index)
+        return True
+
+    def seal(self, job_id: str, rows_total: int | None, chunks_total: int, *, bytes_received: int | None = None,
              sha256: str | None = None) -> dict[str, Any]:
         """Mark the upload complete; the job succeeds at once if every chunk already committed.
 
         Call it only once the whole body arrived; `bytes_received` and `sha256` (hex) record what did. The
-        totals must match what was staged (records consumed, including unreadable ones; chunks staged), else
-        the job fails at once with a reason instead of waiting for chunks that will never come.
+        totals must match what was staged (chunks staged; records consumed when the API counted them, None
+        when the workers count them), else the job fails at once with a reason instead of waiting for chunks
+        that will never come.
         """
         record = {"bytes_received": bytes_received} if bytes_received is not None else {}
         record |= {"sha256": sha256} if sha256 else {}
@@ -217,12 +277,17 @@ class JobService:
         """
         record = {"bytes_received": bytes_received} if bytes_received is not None else {}
         record |= {"bytes_expected": bytes_expected} if bytes_expected is not None else {}
-        self.store.close(job_id, "failed", code, reason, purge=True, record=record)
+        close_job(self.store, self.blobs, job_id, "failed", code, reason, purge=True, record=record)
+
+    def fail_for_storage(self, job_id: str, message: str) -> dict[str, Any]:
+        """Fail a job the store has no room for, deleting everything it wrote there; returns the job."""
+        fail_for_storage(self.store, self.blobs, job_id, message)
+        return self._render(job_id, self._fields(job_id))
 
     def get(self, tenant: str, job_id: str) -> dict[str, Any]:
         """The tenant's job; JobNotFound for unknown or foreign ids, JobExpired past its retention."""
         fields = self._owned(tenant, job_id)
-        if fail_if_stuck(self.store, self.settings, job_id, fields):
+        if fail_if_stuck(self.store, self.blobs, self.settings, job_id, fields):
             fields = self._fields(job_id)
         return self._render(job_id, fields)
 
@@ -247,16 +312,27 @@ class JobService:
     def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
         """Cancel the tenant's job: chunks not started are skipped, scored ones stay readable."""
         self._owned(tenant, job_id)
-        self.store.close(job_id, "cancelled", "cancelled", "cancelled by the client")
+        close_job(self.store, self.blobs, job_id, "cancelled", "cancelled", "cancelled by the client")
         return self._render(job_id, self._fields(job_id))
+
+    def purge(self, tenant: str, job_id: str) -> tuple[dict[str, Any], Deleted]:
+        """Cancel the tenant's job if it is open and delete all of its data now; returns the job and what went.
+
+        The job record stays until it expires (with `purged_at`; its results and errors read empty).
+        """
+        self._owned(tenant, job_id)
+        self.store.close(job_id, "cancelled", "purged", "purged by the client")
+        self.store.mark_purged(job_id)
+        deleted = self.blobs.delete_job(job_id)
+        return self._render(job_id, self._fields(job_id)), deleted
 
     def iter_result_tables(self, tenant: str, job_id: str) -> Iterator[pa.Table]:
         """Scored rows of every committed chunk, in input order (also while the job still runs)."""
-        return self._iter_tables(tenant, job_id, "result")
+        return self._iter_tables(tenant, job_id, "res")
 
     def iter_error_tables(self, tenant: str, job_id: str) -> Iterator[pa.Table]:
         """Row errors (row, column, message) of every committed chunk, in input order."""
-        return self._iter_tables(tenant, job_id, "errors")
+        return self._iter_tables(tenant, job_id, "err")
 
     def queued_rows(self) -> int:
         """Rows staged but not yet scored, over every open job (for backpressure on new uploads)."""
@@ -265,6 +341,14 @@ class JobService:
         for fields in self.store.many_fields(job_ids):
             if fields and fields.get("state") in OPEN_STATES:
                 total += _int(fields, "rows_staged") - _int(fields, "rows_scored") - _int(fields, "rows_failed")
+        return max(total, 0)
+
+    def queued_bytes(self) -> int:
+        """Bytes staged but not yet scored, over every open job (backpressure counts bytes, not only rows)."""
+        total = 0
+        for fields in self.store.many_fields(self.store.active_jobs()):
+            if fields and fields.get("state") in OPEN_STATES:
+                total += _int(fields, "bytes_staged") - _int(fields, "bytes_done")
         return max(total, 0)
 
     def state_counts(self) -> dict[str, int]:
@@ -286,14 +370,26 @@ class JobService:
             pipe.llen(name)
         return sum(pipe.execute())
 
-    def _iter_tables(self, tenant: str, job_id: str, kind: str) -> Iterator[pa.Table]:
+    def _iter_tables(self, tenant: str, job_id: str, part: str) -> Iterator[pa.Table]:
+        """Tables of committed chunks with global row numbers.
+
+        A chunk's rows are numbered from its first record; its place in the body is the sum of the records
+        of every chunk before it. So only the committed chunks before the first one not yet committed can be
+        placed: while a job runs, that is the results so far.
+        """
         self._owned(tenant, job_id)
-        keys = self.store.keys(job_id)
-        key_of = keys.result if kind == "result" else keys.errors
-        for index in self.store.committed(job_id):
-            payload = self.store.payload(key_of(index))
-            if payload is not None:
-                yield decode_table(payload)
+        outputs = self.store.outputs(job_id)  # (none once purged)
+        offset = 0
+        index = 0
+        while (output := outputs.get(index)) is not None:
+            if output.has_result if part == "res" else output.has_errors:
+                table = read_table(self.blobs, self.blobs.output_path(job_id, index, output.token, part))
+                if offset:
+                    at = table.schema.get_field_index("row")
+                    table = table.set_column(at, "row", pc.add(table["row"], pa.scalar(offset, pa.int64())))
+                yield table
+            offset += output.records
+            index += 1
 
     def _fields(self, job_id: str) -> dict[str, str]:
         fields = self.store.fields(job_id)

@@ -57,8 +57,13 @@ class JobKeys:
 
     @property
     def chunks(self) -> str:
-        """Hash chunk index -> "first_row,rows" recorded when the chunk is staged."""
+        """Hash chunk index -> "kind,bytes,records" of its staged input (records empty until a worker parses it)."""
         return f"{self.base}:chunks"
+
+    @property
+    def outputs(self) -> str:
+        """Hash chunk index -> "token,records,has_result,has_errors" of the committed attempt's files."""
+        return f"{self.base}:outputs"
 
     @property
     def attempts(self) -> str:
@@ -80,21 +85,10 @@ class JobKeys:
         """Hash of the job's summary counters (worker.summary), merged by each chunk's commit."""
         return f"{self.base}:summary"
 
-    def staged(self, index: int | str) -> str:
-        """Staged input of a chunk (deleted when the chunk commits or the job closes)."""
-        return f"{self.base}:in:{index}"
-
-    def result(self, index: int | str) -> str:
-        """Scored rows of a committed chunk."""
-        return f"{self.base}:res:{index}"
-
-    def errors(self, index: int | str) -> str:
-        """Row errors of a committed chunk (absent when it has none)."""
-        return f"{self.base}:err:{index}"
-
     def all_fixed(self) -> list[str]:
         """The per-job keys whose names do not depend on a chunk index, job hash first."""
-        return [self.job, self.committed, self.chunks, self.attempts, self.leases, self.reasons, self.summary]
+        return [self.job, self.committed, self.chunks, self.outputs, self.attempts, self.leases, self.reasons,
+                self.summary]
 
 
 def tenant_index(prefix: str, tenant: str) -> str:

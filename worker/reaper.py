@@ -1,4 +1,5 @@
-"""The reaper: requeues chunks whose worker or message vanished and fails jobs that can no longer finish.
+"""The reaper: requeues chunks whose worker or message vanished, fails jobs that can no longer finish, and
+deletes the blob-store directories of expired jobs (Redis expires a job's keys by itself, never its files).
 
 It needs no extra service: every worker's main process runs `ReaperThread`, and a Redis lock (SET NX EX)
 lets one pass run per interval across the whole cluster. `JobService.get` also checks the job it reads.
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 import redis
 
 from predictq.settings import Settings
+from worker.blob_store import BlobStore
 from worker.job_store import OPEN_STATES, JobStore
 from worker.keys import reaper_lock
+from worker.lifecycle import close_job
 from worker.processing import Enqueue
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,7 @@ class ReapReport:
     requeued: list[tuple[str, int]] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     forgotten: list[str] = field(default_factory=list)
+    expired_deleted: list[str] = field(default_factory=list)
 
 
 def stuck_reason(
@@ -55,14 +59,15 @@ def stuck_reason(
     return None
 
 
-def fail_if_stuck(store: JobStore, settings: Settings, job_id: str, fields: dict[str, str]) -> str | None:
-    """Fail the job when `stuck_reason` says so; returns the reason given."""
+def fail_if_stuck(store: JobStore, blobs: BlobStore, settings: Settings, job_id: str,
+                  fields: dict[str, str]) -> str | None:
+    """Fail the job when `stuck_reason` says so (deleting its staged inputs); returns the reason given."""
     stuck = stuck_reason(fields, settings, time.time(), store.last_cluster_commit)
     if stuck is None:
         return None
     code, reason = stuck
     # An upload that never ended is failed like one cut short: nothing it staged is shown as a result.
-    if store.close(job_id, "failed", code, reason, purge=code == "upload_incomplete") == "failed":
+    if close_job(store, blobs, job_id, "failed", code, reason, purge=code == "upload_incomplete") == "failed":
         log.warning("job %s failed by the reaper: %s", job_id, reason)
         return reason
     return None
@@ -102,7 +107,7 @@ def requeue_orphans(store: JobStore, settings: Settings, job_id: str, fields: di
     return sorted(waiting)
 
 
-def reap_once(store: JobStore, settings: Settings, enqueue: Enqueue) -> ReapReport:
+def reap_once(store: JobStore, blobs: BlobStore, settings: Settings, enqueue: Enqueue) -> ReapReport:
     """One pass over the active jobs: drop closed or expired ones, requeue stale chunks, fail stuck jobs."""
     report = ReapReport()
     job_ids = store.active_jobs()
@@ -114,33 +119,42 @@ def reap_once(store: JobStore, settings: Settings, enqueue: Enqueue) -> ReapRepo
         now = time.time()
         report.requeued += [(job_id, i) for i in requeue_stale_leases(store, settings, job_id, enqueue, now)]
         report.requeued += [(job_id, i) for i in requeue_orphans(store, settings, job_id, fields, enqueue, now)]
-        reason = fail_if_stuck(store, settings, job_id, fields)
+        reason = fail_if_stuck(store, blobs, settings, job_id, fields)
         if reason is not None:
             report.failed[job_id] = reason
+    report.expired_deleted = delete_expired(blobs, time.time())
     return report
 
 
-def try_reap(store: JobStore, settings: Settings, enqueue: Enqueue) -> ReapReport | None:
+def delete_expired(blobs: BlobStore, now: float) -> list[str]:
+    """Delete the store directories of jobs past the expiry their id carries (found from the store alone)."""
+    expired = blobs.expired_jobs(now)
+    for job_id in expired:
+        blobs.delete_job(job_id)
+    return expired
+
+
+def try_reap(store: JobStore, blobs: BlobStore, settings: Settings, enqueue: Enqueue) -> ReapReport | None:
     """Run a pass unless another process ran one within the last interval."""
     # The lock is never released early: it spaces passes by the interval across every worker.
     if not store.redis.set(reaper_lock(store.prefix), "1", nx=True, ex=settings.reaper_interval_seconds):
         return None
-    return reap_once(store, settings, enqueue)
+    return reap_once(store, blobs, settings, enqueue)
 
 
 class ReaperThread(threading.Thread):
     """Daemon thread calling `try_reap` every `reaper_interval_seconds` until stopped."""
 
-    def __init__(self, store: JobStore, settings: Settings, enqueue: Enqueue) -> None:
+    def __init__(self, store: JobStore, blobs: BlobStore, settings: Settings, enqueue: Enqueue) -> None:
         super().__init__(name="predictq-reaper", daemon=True)
-        self.store, self.settings, self.enqueue = store, settings, enqueue
+        self.store, self.blobs, self.settings, self.enqueue = store, blobs, settings, enqueue
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         """Loop until `stop`; a failed pass (Redis down, say) is logged and retried next interval."""
         while not self._stop_event.wait(self.settings.reaper_interval_seconds):
             try:
-                report = try_reap(self.store, self.settings, self.enqueue)
+                report = try_reap(self.store, self.blobs, self.settings, self.enqueue)
             except redis.RedisError as exc:
                 log.warning("reaper pass skipped, Redis unavailable (%s); retrying in %ss", exc,
                             self.settings.reaper_interval_seconds)
@@ -150,6 +164,8 @@ class ReaperThread(threading.Thread):
                 continue
             if report and (report.requeued or report.failed):
                 log.warning("reaper: requeued %s, failed %s", report.requeued, report.failed)
+            if report and report.expired_deleted:
+                log.info("reaper: deleted the files of expired jobs %s", report.expired_deleted)
 
     def stop(self) -> None:
         """Ask the loop to end after the current pass."""

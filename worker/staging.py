@@ -1,6 +1,6 @@
-"""Compact binary forms of what a job keeps in Redis: staged inputs, result chunks, row-error chunks.
+"""Binary forms of the files a job keeps in the blob store: parsed staged inputs, results, row errors.
 
-Every table is Arrow IPC (stream format) with zstd-compressed buffers: it keeps the dtypes the readers
+Every table is Arrow IPC (stream format) with LZ4-compressed buffers: it keeps the dtypes the readers
 produced, decodes without parsing text, and costs a few bytes per numeric cell.
 """
 
@@ -10,12 +10,16 @@ import struct
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from model.errors import RowError
+from worker.blob_store import BlobStore
 
-# One thread: a chunk's buffers are small, and compressing them on the CPU pool makes every pool thread keep
-# its own allocator cache (about 40 MB more resident in an API worker taking an upload).
-_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd", use_threads=False)
+# LZ4: a result file is written once by a worker and read once per download by the API; LZ4 encodes and
+# decodes it in about a third of zstd's CPU (0.14 s against 0.45 s per million result rows, measured), for
+# files about 20 % larger. One thread: a chunk's buffers are small, and compressing them on the CPU pool
+# makes every pool thread keep its own allocator cache (about 40 MB more resident in an API worker).
+_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 _STAGED_MAGIC = b"PQS1"
 _LENGTH = struct.Struct(">Q")
 
@@ -27,17 +31,17 @@ class StagingError(ValueError):
 
 
 def encode_table(table: pa.Table) -> bytes:
-    """Arrow IPC stream bytes of `table`, buffers compressed with zstd."""
+    """Arrow IPC stream bytes of `table`, buffers compressed with LZ4."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_WRITE_OPTIONS) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 
-def decode_table(payload: bytes) -> pa.Table:
+def decode_table(payload: bytes | pa.Buffer) -> pa.Table:
     """The table `encode_table` wrote."""
     try:
-        return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+        return pa.ipc.open_stream(payload if isinstance(payload, pa.Buffer) else pa.py_buffer(payload)).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise StagingError(f"stored table cannot be decoded: {exc}") from exc
 
@@ -62,8 +66,18 @@ def encode_staged(table: pa.Table, errors: Sequence[RowError]) -> bytes:
     return _STAGED_MAGIC + _LENGTH.pack(len(body)) + body + tail
 
 
-def decode_staged(payload: bytes) -> tuple[pa.Table, pa.Table]:
+def staged_arrow(table: pa.Table, errors: Sequence[RowError], first_row: int) -> bytes:
+    """`encode_staged` of a parsed chunk with its rows numbered from `first_row` = 0."""
+    if first_row:
+        table = table.set_column(table.schema.get_field_index("row"), "row",
+                                 pc.subtract(table["row"], pa.scalar(first_row, pa.int64())))
+        errors = [RowError(e.row - first_row, e.column, e.message) for e in errors]
+    return encode_staged(table, errors)
+
+
+def decode_staged(payload: bytes | pa.Buffer) -> tuple[pa.Table, pa.Table]:
     """(input table, parse-error table) of a payload written by `encode_staged`."""
+    payload = payload.to_pybytes() if isinstance(payload, pa.Buffer) else payload
     if payload[:4] != _STAGED_MAGIC or len(payload) < 12:
         raise StagingError("staged chunk payload has an unknown header")
     (length,) = _LENGTH.unpack_from(payload, 4)
@@ -72,3 +86,8 @@ def decode_staged(payload: bytes) -> tuple[pa.Table, pa.Table]:
         raise StagingError("staged chunk payload is truncated")
     errors = decode_table(tail) if tail else ERROR_SCHEMA.empty_table()
     return decode_table(body), errors
+
+
+def read_table(blobs: BlobStore, path: str) -> pa.Table:
+    """A table written with `encode_table` to the blob store."""
+    return decode_table(blobs.read(path))

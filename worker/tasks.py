@@ -13,6 +13,7 @@ from celery import signals
 from model.memory import use_returning_arrow_pool
 from predictq.logging_context import add_filter, job_id_var, request_id_var
 from predictq.settings import Settings
+from worker.blob_store import BlobStore
 from worker.celery_app import DELIVER_WEBHOOK, SCORE_CHUNK, app
 from worker.job_store import JobStore
 from worker.processing import ChunkProcessor, Enqueue
@@ -62,6 +63,11 @@ def load_model(settings: Settings) -> Any:
     return scorer
 
 
+def blob_store(settings: Settings) -> BlobStore:
+    """The settings' blob store (staged inputs and results)."""
+    return BlobStore.from_uri(settings.store_uri, settings.store_reserve_bytes)
+
+
 def processor() -> ChunkProcessor:
     """This process's chunk processor, built on the first chunk with the preloaded model (else loading it)."""
     global _processor
@@ -72,7 +78,8 @@ def processor() -> ChunkProcessor:
                 store = job_store(settings)
                 scorer = _preloaded_scorer if _preloaded_scorer is not None else load_model(settings)
                 _processor = ChunkProcessor(
-                    store, scorer, settings.max_chunk_attempts, enqueue_for(app, settings.queue_name)
+                    store, blob_store(settings), scorer, settings.max_chunk_attempts,
+                    enqueue_for(app, settings.queue_name),
                 )
     return _processor
 
@@ -173,7 +180,7 @@ def _start_reaper(**_: Any) -> None:
     """Run the reaper in the worker's main process: no extra service, one pass at a time cluster-wide."""
     global _reaper
     settings = Settings.from_env()
-    _reaper = ReaperThread(job_store(settings), settings, enqueue_for(app, settings.queue_name))
+    _reaper = ReaperThread(job_store(settings), blob_store(settings), settings, enqueue_for(app, settings.queue_name))
     _reaper.start()
 
 

@@ -96,7 +96,7 @@ def _stream_to(client: Client, job_id: str, sink: IO[bytes], fmt: str) -> None:
 
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(["csv", "ndjson", "json"]), default=None,
+    "--format", "fmt", type=click.Choice(["csv", "ndjson", "json", "parquet"]), default=None,
     help="Results format (default: from the output file's extension, else csv).",
 )
 

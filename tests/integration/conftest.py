@@ -8,8 +8,9 @@ Reusable by every integration test:
   exported as REDIS_URL / PREDICTQ_* and returns once the worker logged "ready"; `kill(node)` SIGKILLs it and
   its pool processes; every worker still running is stopped (SIGTERM, then SIGKILL) after the test.
 - `job_service`: a JobService on those settings (tasks go through a real Celery producer).
-- `job_driver`: a `JobDriver` that submits a file through model.readers (scoring it in-process too, for
-  comparison), polls a job to a state, fetches result/error tables and checks rows exactly once.
+- `job_driver`: a `JobDriver` that submits a file the way the API does (record ranges for CSV and NDJSON, parsed
+  chunks for JSON arrays), scores it in-process too for comparison, polls a job to a state, fetches
+  result/error tables and checks rows exactly once.
 - `scorer`: the approved model in the test process.
 """
 
@@ -34,6 +35,7 @@ import pyarrow.compute as pc
 import pytest
 import redis
 
+from model.ranges import parse_range, split_records
 from model.readers import iter_chunks
 from predictq.settings import Settings
 from worker.jobs import JobService
@@ -50,6 +52,9 @@ ENV_NAMES = {
     "queue_name": "PREDICTQ_QUEUE",
     "model_path": "PREDICTQ_MODEL_PATH",
     "chunk_rows": "PREDICTQ_CHUNK_ROWS",
+    "chunk_bytes": "PREDICTQ_CHUNK_BYTES",
+    "store_uri": "PREDICTQ_STORE_URI",
+    "store_reserve_bytes": "PREDICTQ_STORE_RESERVE_BYTES",
     "job_ttl_seconds": "PREDICTQ_JOB_TTL_SECONDS",
     "task_soft_time_limit": "PREDICTQ_TASK_SOFT_TIME_LIMIT",
     "task_time_limit": "PREDICTQ_TASK_TIME_LIMIT",
@@ -155,13 +160,16 @@ class CeleryWorkers:
 
 
 @pytest.fixture
-def worker_settings(redis_url: str) -> Settings:
-    """Settings shared by the test and its workers: a private queue, small chunks, short timers."""
+def worker_settings(redis_url: str, tmp_path: Path) -> Settings:
+    """Settings shared by the test and its workers: a private queue and blob store, small chunks, short timers."""
     return dataclasses.replace(
         Settings(),
         redis_url=redis_url,
         queue_name=f"predictq-test-{uuid.uuid4().hex[:8]}",
+        store_uri=str(tmp_path / "store"),
+        store_reserve_bytes=0,
         chunk_rows=5_000,
+        chunk_bytes=4_000_000,
         task_soft_time_limit=20,
         task_time_limit=25,
         max_chunk_attempts=3,
@@ -195,12 +203,23 @@ def job_service(worker_settings: Settings) -> JobService:
 
 @dataclass
 class Submitted:
-    """A job submitted from a file, with what in-process scoring of the same chunks gave."""
+    """A job submitted from a file, with what in-process scoring of the same rows gave."""
 
     job_id: str
     rows: int
     expected: pa.Table
     expected_failed_rows: int
+    failed_rows: list[int] = field(default_factory=list)
+
+    def first(self, rows: int) -> Submitted:
+        """The same reference cut to its first `rows` records (what was staged)."""
+        failed = [r for r in self.failed_rows if r < rows]
+        kept = self.expected.filter(pc.less(self.expected["row"], rows))
+        return Submitted(self.job_id, rows, kept, len(failed), failed)
+
+
+def _open(source: Path | bytes) -> Any:
+    return source.open("rb") if isinstance(source, Path) else io.BytesIO(source)
 
 
 class JobDriver:
@@ -219,25 +238,47 @@ class JobDriver:
     def submit(self, source: Path | bytes, fmt: str, scorer: Any, *, tenant: str = "acme",
                passthrough: str | None = None, seal: bool = True, max_chunks: int | None = None,
                pace: float = 0.0) -> Submitted:
-        """Create a job and stage `source` through model.readers, scoring each chunk in-process too.
+        """Create a job and stage `source` as the API does, and score the same rows in-process for comparison.
 
-        `pace` seconds pass between chunks, like a slow client upload (workers score while it streams).
+        CSV and NDJSON are cut into ranges of `chunk_bytes` (the workers parse them); a JSON array is parsed
+        here in chunks of `chunk_rows`. `pace` seconds pass between chunks, like a slow client upload (workers
+        score while it streams).
         """
-        job_id = self.service.create(tenant, fmt=fmt, passthrough=passthrough)["id"]
-        return self._read(source, fmt, scorer, job_id, passthrough=passthrough, seal=seal, max_chunks=max_chunks,
-                          pace=pace)
+        if fmt == "json":
+            job_id = self.service.create(tenant, fmt=fmt, passthrough=passthrough)["id"]
+            return self._read(source, fmt, scorer, job_id, passthrough=passthrough, seal=seal,
+                              max_chunks=max_chunks, pace=pace)
+        service = self.service
+        staged = 0
+        with _open(source) as stream:
+            body = split_records(stream, fmt, target_bytes=service.settings.chunk_bytes,
+                                 columns=list(scorer.required_columns), passthrough=passthrough)
+            job_id = service.create(tenant, fmt=fmt, passthrough=passthrough, header=body.header)["id"]
+            chunks = 0
+            for parts in body.ranges:
+                if max_chunks is not None and chunks == max_chunks:
+                    break
+                assert service.stage_range(job_id, chunks, parts, fmt)
+                staged += parse_range(b"".join(parts), fmt, body.header, columns=scorer.required_columns,
+                                      passthrough=passthrough).rows
+                chunks += 1
+                time.sleep(pace)
+        if seal:
+            service.seal(job_id, None, chunks)
+        reference = self._read(source, fmt, scorer, job_id, passthrough=passthrough, stage=False)
+        return reference.first(staged)
 
     def in_process(self, source: Path | bytes, fmt: str, scorer: Any, *, max_chunks: int | None = None,
                    job_id: str = "") -> Submitted:
-        """What `submit` would expect for `source`, without creating or staging anything."""
+        """The in-process reference for `source` (every row, numbered in the body), staging nothing."""
         return self._read(source, fmt, scorer, job_id, max_chunks=max_chunks, stage=False)
 
     def _read(self, source: Path | bytes, fmt: str, scorer: Any, job_id: str, *, passthrough: str | None = None,
               seal: bool = True, max_chunks: int | None = None, stage: bool = True, pace: float = 0.0) -> Submitted:
-        """Read `source` in chunks as the API does; stage each (unless not `stage`) and score it in-process."""
+        """Read `source` in chunks of records; stage each (unless not `stage`) and score it in-process."""
         service = self.service
-        expected, failed, rows, chunks = [], 0, 0, 0
-        with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as stream:
+        expected, failed_rows, rows, chunks = [], [], 0, 0
+        with _open(source) as stream:
             read = iter_chunks(stream, fmt, columns=scorer.required_columns, chunk_rows=service.settings.chunk_rows,
                                passthrough=passthrough)
             for index, chunk in enumerate(read):
@@ -248,11 +289,11 @@ class JobDriver:
                     time.sleep(pace)
                 scored = scorer.score_frame(chunk.table)
                 expected.append(scored.to_arrow())
-                failed += len({e.row for e in [*chunk.errors, *scored.errors]})
+                failed_rows += sorted({e.row for e in [*chunk.errors, *scored.errors]})
                 rows, chunks = rows + chunk.rows, chunks + 1
         if stage and seal:
             service.seal(job_id, rows, chunks)
-        return Submitted(job_id, rows, pa.concat_tables(expected), failed)
+        return Submitted(job_id, rows, pa.concat_tables(expected), len(failed_rows), failed_rows)
 
     def wait_for_state(self, job_id: str, states: set[str], *, tenant: str = "acme",
                        timeout: float = 240.0) -> dict[str, Any]:

@@ -26,7 +26,8 @@ FINAL = {"succeeded", "failed", "cancelled"}
 @pytest.fixture
 def worker_settings(worker_settings: Settings) -> Settings:
     return dataclasses.replace(
-        worker_settings, chunk_rows=1_500, auth_mode="required", api_keys="key-a:acme,key-b:globex"
+        worker_settings, chunk_rows=1_500, chunk_bytes=1_000_000, auth_mode="required",
+        api_keys="key-a:acme,key-b:globex"
     )
 
 
@@ -102,8 +103,8 @@ def test_job_round_trip_equals_in_process_scoring(
     response = client.post("/v1/jobs?id_column=cid", data=body, headers={**KEY_A, "Content-Type": content_type})
     assert response.status_code == 202, response.get_json()
     job = wait_final(client, response.get_json(), KEY_A)
-    assert (job["state"], job["outcome"], job["rows_total"], job["chunks_total"]) == (
-        "succeeded", "all_rows_scored", 4_000, 3)
+    assert (job["state"], job["outcome"], job["rows_total"]) == ("succeeded", "all_rows_scored", 4_000)
+    assert job["chunks_total"] >= 3
 
     expected = scorer.score_frame(pa.Table.from_pandas(synth_rows.drop(columns="cid"))).to_records(include_row=True)
     as_json = client.get(job["links"]["results"], headers=KEY_A).get_json()
@@ -135,14 +136,15 @@ def test_rate_limits_are_shared_by_every_api_process(worker_settings: Settings, 
     assert second.get("/v1/jobs", headers=KEY_B).status_code == 200
 
 
-def test_backpressure_counts_real_queued_rows(worker_settings: Settings, synth_rows: pd.DataFrame) -> None:
-    client = make_client(dataclasses.replace(worker_settings, max_queued_rows=1_000))
+def test_backpressure_counts_real_queued_bytes(worker_settings: Settings, synth_rows: pd.DataFrame) -> None:
+    client = make_client(dataclasses.replace(worker_settings, max_queued_bytes=1_000_000))
     body, content_type = encode(synth_rows.head(1_200), "csv")
     headers = {**KEY_A, "Content-Type": content_type}
     assert client.post("/v1/jobs", data=body, headers=headers).status_code == 202
     refused = client.post("/v1/jobs", data=body, headers=headers)
     assert refused.status_code == 503
-    assert refused.get_json()["error"]["details"]["queued_rows"] == 1_200
+    staged = len(body) - len(body.split(b"\n", 1)[0]) - 1  # the body after its header line
+    assert refused.get_json()["error"]["details"]["queued_bytes"] == staged
     assert int(refused.headers["Retry-After"]) > 0
 
 

@@ -34,6 +34,9 @@ def server_env(settings: Settings) -> dict[str, str]:
         "REDIS_URL": settings.redis_url,
         "PREDICTQ_QUEUE": settings.queue_name,
         "PREDICTQ_CHUNK_ROWS": str(settings.chunk_rows),
+        "PREDICTQ_CHUNK_BYTES": str(settings.chunk_bytes),
+        "PREDICTQ_STORE_URI": settings.store_uri,
+        "PREDICTQ_STORE_RESERVE_BYTES": str(settings.store_reserve_bytes),
         "PREDICTQ_API_KEYS": "server-key:acme",
         "PREDICTQ_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
         "PREDICTQ_API_WORKERS": "2",
@@ -45,7 +48,7 @@ def server_env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 def worker_settings(worker_settings: Settings) -> Settings:
-    return dataclasses.replace(worker_settings, chunk_rows=2_000)
+    return dataclasses.replace(worker_settings, chunk_rows=2_000, chunk_bytes=4_000_000)
 
 
 @pytest.fixture
@@ -79,7 +82,8 @@ def test_chunked_upload_streams_to_workers(server: ApiServer, celery_workers: An
     while (job := requests.get(job_url, headers=KEY, timeout=10).json())["state"] not in {"succeeded", "failed"}:
         assert time.monotonic() < deadline, job
         time.sleep(0.2)
-    assert (job["state"], job["rows_total"], job["chunks_total"]) == ("succeeded", 5_000, 3)
+    assert (job["state"], job["rows_total"]) == ("succeeded", 5_000)
+    assert job["chunks_total"] >= 2
     results = requests.get(f"{job_url}/results?format=ndjson", headers=KEY, timeout=60).content.splitlines()
     expected = scorer.score_records([orjson.loads(line) for line in ndjson_rows]).to_records(include_row=True)
     assert [orjson.loads(line) for line in results] == expected

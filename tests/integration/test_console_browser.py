@@ -64,6 +64,8 @@ def server(worker_settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREDICTQ_", "PROMETHEUS_"))}
     env |= {"REDIS_URL": worker_settings.redis_url, "PREDICTQ_QUEUE": worker_settings.queue_name,
             "PREDICTQ_CHUNK_ROWS": str(worker_settings.chunk_rows), "PREDICTQ_API_KEYS": f"{KEY}:acme",
+            "PREDICTQ_CHUNK_BYTES": str(worker_settings.chunk_bytes), "PREDICTQ_STORE_URI": worker_settings.store_uri,
+            "PREDICTQ_STORE_RESERVE_BYTES": str(worker_settings.store_reserve_bytes),
             "PREDICTQ_API_WORKERS": "2", "PREDICTQ_API_THREADS": "4", "PYTHONUNBUFFERED": "1"}
     with gunicorn_server(env, tmp_path / "gunicorn.log") as running:
         yield running

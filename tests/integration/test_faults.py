@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 import redis
 
-from model.readers import iter_chunks
+from model.ranges import parse_range, split_records
 from model.synth import write_synth
 from predictq.localredis import PrivateRedis
 from predictq.settings import Settings
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 ROWS = 60_000
 CHUNK_ROWS = 5_000
-CHUNKS = ROWS // CHUNK_ROWS
+CHUNK_BYTES = 4_500_000  # about 4,800 synthetic CSV rows
 CLOSED = {"succeeded", "failed", "cancelled"}
 
 
@@ -44,8 +43,8 @@ def synth_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def worker_settings(worker_settings: Settings) -> Settings:
     """Short time limits so a lost chunk is requeued within seconds (stale lease: hard limit + 5 s)."""
-    return dataclasses.replace(worker_settings, chunk_rows=CHUNK_ROWS, task_soft_time_limit=10, task_time_limit=12,
-                               upload_idle_seconds=4)
+    return dataclasses.replace(worker_settings, chunk_rows=CHUNK_ROWS, chunk_bytes=CHUNK_BYTES, task_soft_time_limit=10,
+                               task_time_limit=12, upload_idle_seconds=4)
 
 
 def poll_until_closed(service: Any, job_id: str, timeout: float = 240.0) -> dict[str, Any]:
@@ -67,11 +66,13 @@ def test_workers_sigkilled_mid_chunk_again_and_again(
     synth_csv: Path, celery_workers: Any, job_driver: Any, scorer: Any, worker_settings: Settings
 ) -> None:
     nodes = [celery_workers.start(), celery_workers.start()]
-    driver = job_driver.with_settings(chunk_rows=2_000)
+    driver = job_driver.with_settings(chunk_bytes=1_800_000)
     store = driver.service.store
     submitted: list[Any] = []
     upload = threading.Thread(target=lambda: submitted.append(driver.submit(synth_csv, "csv", scorer, pace=0.4)))
-    upload.start()  # 30 chunks over 12 s: workers score while the upload streams, and die while they do
+    # About 31 ranges over 12 s: workers parse and score while the upload streams, and die while they do
+    # (a lease is held from before the parse to the commit, so kills land mid-parse as well as mid-score).
+    upload.start()
     killed_chunks: set[int] = set()
     first_kill_during_upload = False
     deadline = time.monotonic() + 60
@@ -109,16 +110,16 @@ def test_workers_sigkilled_mid_chunk_again_and_again(
 def test_poison_chunk_ends_as_row_errors_after_bounded_attempts(
     synth_csv: Path, celery_workers: Any, job_driver: Any, scorer: Any, worker_settings: Settings
 ) -> None:
-    poison = 4  # the last chunk, 8 reader chunks merged so each attempt holds its lease long enough to be caught
+    poison = 4  # the last chunk, the rest of the body merged into it so each parse holds its lease long enough
     node = celery_workers.start(concurrency=2)
     service, store = job_driver.service, job_driver.service.store
-    job_id = service.create("acme", fmt="csv")["id"]
     killed: list[int] = []
     stop = threading.Event()
+    job_ids: list[str] = []
 
     def kill_whoever_starts_the_poison_chunk() -> None:
         while not stop.is_set():
-            lease = store.leases(job_id).get(poison)
+            lease = store.leases(job_ids[0]).get(poison) if job_ids else None
             if lease is not None and lease.pid not in killed and celery_workers.owner_of(lease.pid) == node:
                 os.kill(lease.pid, signal.SIGKILL)
                 killed.append(lease.pid)
@@ -128,21 +129,25 @@ def test_poison_chunk_ends_as_row_errors_after_bounded_attempts(
     watcher.start()
     try:
         with synth_csv.open("rb") as stream:
-            tables = [c.table for c in iter_chunks(stream, "csv", columns=scorer.required_columns,
-                                                  chunk_rows=CHUNK_ROWS)]
-        tables[poison:] = [pa.concat_tables(tables[poison:])]
-        for index, table in enumerate(tables):
-            assert service.stage_chunk(job_id, index, table, [])
-        service.seal(job_id, ROWS, len(tables))
-        job = poll_until_closed(service, job_id)
+            body = split_records(stream, "csv", target_bytes=CHUNK_BYTES, columns=list(scorer.required_columns))
+            ranges = [b"".join(parts) for parts in body.ranges]
+        ranges[poison:] = [b"".join(ranges[poison:])]
+        counts = [parse_range(r, "csv", body.header, columns=scorer.required_columns).rows for r in ranges]
+        job_ids.append(service.create("acme", fmt="csv", header=body.header)["id"])
+        for index, data in enumerate(ranges):
+            assert service.stage_range(job_ids[0], index, data, "csv")
+        service.seal(job_ids[0], None, len(ranges))
+        job = poll_until_closed(service, job_ids[0])
     finally:
         stop.set()
         watcher.join(timeout=5)
+    job_id = job_ids[0]
     assert len(killed) == worker_settings.max_chunk_attempts
-    poison_rows = list(range(poison * CHUNK_ROWS, ROWS))
+    poison_rows = list(range(sum(counts[:poison]), ROWS))
     assert (job["state"], job["outcome"]) == ("succeeded", "some_rows_failed")
     assert (job["rows_done"], job["rows_failed"]) == (ROWS, len(poison_rows))
-    _, errors = job_driver.assert_every_row_once(job_driver.in_process(synth_csv, "csv", scorer, job_id=job_id))
+    reference = job_driver.in_process(synth_csv, "csv", scorer, job_id=job_id)
+    _, errors = job_driver.assert_every_row_once(reference)
     assert errors["row"].to_pylist() == poison_rows
     messages = set(errors["message"].to_pylist())
     assert len(messages) == 1
@@ -159,9 +164,9 @@ def test_redis_restarted_mid_job_with_append_only_file(
     data_dir.mkdir()
     server = PrivateRedis(appendonly=True, workdir=data_dir).start()
     try:
-        settings = dataclasses.replace(worker_settings, redis_url=server.url, chunk_rows=1_000)
-        driver = job_driver.with_settings(redis_url=server.url, chunk_rows=1_000)
-        submitted = driver.submit(synth_csv, "csv", scorer)  # 60 chunks staged before any worker runs
+        settings = dataclasses.replace(worker_settings, redis_url=server.url, chunk_bytes=900_000)
+        driver = job_driver.with_settings(redis_url=server.url, chunk_bytes=900_000)
+        submitted = driver.submit(synth_csv, "csv", scorer)  # 62 chunks staged before any worker runs
         celery_workers.start(settings=settings)
         deadline = time.monotonic() + 120
         while (before := driver.service.get("acme", submitted.job_id))["chunks_done"] < 2:
@@ -188,18 +193,18 @@ UPLOADER = textwrap.dedent(
     """
     import sys, time
     import redis
-    from model.readers import iter_chunks
+    from model.ranges import split_records
     from model.schema import REQUIRED_COLUMNS
     from predictq.settings import Settings
     from worker.jobs import JobService
 
     settings = Settings.from_env()
     service = JobService(redis.Redis.from_url(settings.redis_url), settings)
-    job_id = service.create("acme", fmt="csv")["id"]
     with open(sys.argv[1], "rb") as stream:
-        chunks = iter_chunks(stream, "csv", columns=REQUIRED_COLUMNS, chunk_rows=settings.chunk_rows)
-        for index, chunk in zip(range(int(sys.argv[2])), chunks):
-            service.stage_chunk(job_id, index, chunk.table, chunk.errors)
+        body = split_records(stream, "csv", target_bytes=settings.chunk_bytes, columns=list(REQUIRED_COLUMNS))
+        job_id = service.create("acme", fmt="csv", header=body.header)["id"]
+        for index, parts in zip(range(int(sys.argv[2])), body.ranges):
+            service.stage_range(job_id, index, parts, "csv")
     print(job_id, flush=True)
     time.sleep(600)
     """
@@ -224,11 +229,10 @@ def test_api_killed_mid_upload_is_failed_and_cleaned_by_the_reaper(
     assert job["state"] == "failed" and job["reason"].startswith("upload interrupted"), job
     assert job["reason_code"] == "upload_incomplete" and job["upload_complete"] is False
     store = job_driver.service.store
-    assert store.redis.keys(store.keys(job_id).staged("*")) == []
     assert job_id not in store.active_jobs()
     # An upload that never ended keeps nothing: whatever was scored before the reaper stepped in is deleted
     # with it (no result of part of a body is shown), and a chunk still running commits nothing afterwards.
     assert job["upload"]["results_deleted"] is True
-    assert store.redis.keys(store.keys(job_id).result("*")) == []
+    assert job_driver.service.blobs.job_ids() == []
     assert job_driver.results(job_id).num_rows == 0
     assert store.summary_fields(job_id) == {}  # the job summary goes with the results it counted

@@ -34,7 +34,7 @@ def synth_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def worker_settings(worker_settings: Settings) -> Settings:
-    return dataclasses.replace(worker_settings, chunk_rows=10_000)
+    return dataclasses.replace(worker_settings, chunk_rows=10_000, chunk_bytes=9_000_000)
 
 
 @pytest.mark.slow
@@ -47,7 +47,8 @@ def test_synthetic_rows_score_like_in_process(
     job = job_driver.wait_for_state(submitted.job_id, {"succeeded", "failed", "cancelled"})
     assert (job["state"], job["outcome"]) == ("succeeded", "all_rows_scored")
     assert (job["rows_total"], job["rows_done"], job["rows_failed"]) == (SYNTH_ROWS, SYNTH_ROWS, 0)
-    assert (job["chunks_total"], job["chunks_done"], job["progress"]) == (10, 10, 1.0)
+    assert (job["chunks_done"], job["progress"]) == (job["chunks_total"], 1.0)
+    assert job["chunks_total"] >= 10
     assert job["model"] == {"version": scorer.version, "sha256": scorer.sha256}
     job_driver.assert_exact(job_driver.results(submitted.job_id), submitted.expected)
     client = job_driver.service.store.redis
@@ -55,7 +56,11 @@ def test_synthetic_rows_score_like_in_process(
     # The cluster-wide metrics hash is the one key meant to outlive every job.
     keys = [key for key in client.keys(f"{prefix}:*") if key.decode() != metrics_key(prefix)]
     assert keys and all(0 < client.pttl(key) <= job_driver.service.settings.job_ttl_seconds * 1000 for key in keys)
-    assert client.keys(job_driver.service.store.keys(submitted.job_id).staged("*")) == []
+    blobs = job_driver.service.blobs
+    assert blobs.staged_files(submitted.job_id) == []  # each went when its chunk committed
+    committed = job_driver.service.store.outputs(submitted.job_id)
+    names = {path.rsplit("/", 1)[1] for path in blobs.output_files(submitted.job_id)}
+    assert names == {f"{i}.{o.token}.res.arrow" for i, o in committed.items()}  # no file of a lost attempt
 
 
 @pytest.mark.reference
@@ -67,10 +72,11 @@ def test_real_rows_score_like_in_process(
     if fmt == "csv":
         body = pd.DataFrame(orjson.loads(body)).to_csv(index=False).encode()
     celery_workers.start()
-    driver = job_driver.with_settings(chunk_rows=150)
+    driver = job_driver.with_settings(chunk_rows=150, chunk_bytes=len(body) // 7)
     submitted = driver.submit(body, fmt, scorer, passthrough="x0")
     job = driver.wait_for_state(submitted.job_id, {"succeeded", "failed", "cancelled"})
-    assert (job["state"], job["rows_total"], job["chunks_total"]) == ("succeeded", 1000, 7)
+    assert (job["state"], job["rows_total"]) == ("succeeded", 1000)
+    assert 7 <= job["chunks_total"] <= 8
     assert job["rows_failed"] == submitted.expected_failed_rows
     results, _ = driver.assert_every_row_once(submitted)
     reference = pd.read_csv(reference_dir / "reference_phat_0_999.csv")
@@ -82,7 +88,7 @@ def test_real_rows_score_like_in_process(
 def test_a_real_job_is_counted_once_in_the_metrics_and_the_pool_inherits_the_model(
     synth_files: dict[str, Path], celery_workers: Any, job_driver: Any, scorer: Any
 ) -> None:
-    driver = job_driver.with_settings(chunk_rows=2_000)
+    driver = job_driver.with_settings(chunk_bytes=1_800_000)
     before = driver.service.metrics()
     node = celery_workers.start(concurrency=2)
     submitted = driver.submit(synth_files["csv"], "csv", scorer, max_chunks=3)
@@ -91,7 +97,7 @@ def test_a_real_job_is_counted_once_in_the_metrics_and_the_pool_inherits_the_mod
     after = driver.service.metrics()
     delta = {name: after[name] - before[name] for name in ("rows_scored", "rows_failed", "chunks_scored",
                                                            "chunks_failed", "seconds_count")}
-    assert delta["rows_scored"] + delta["rows_failed"] == submitted.rows == 6_000
+    assert delta["rows_scored"] + delta["rows_failed"] == submitted.rows > 5_000
     assert delta["rows_failed"] == job["rows_failed"]
     assert (delta["chunks_scored"], delta["chunks_failed"], delta["seconds_count"]) == (3, 0, 3)
     assert driver.service.state_counts().get("succeeded", 0) >= 1
@@ -110,15 +116,15 @@ def test_a_real_job_is_counted_once_in_the_metrics_and_the_pool_inherits_the_mod
 def test_partial_results_while_running_then_cancel(
     synth_files: dict[str, Path], celery_workers: Any, job_driver: Any, scorer: Any, worker_settings: Settings
 ) -> None:
-    driver = job_driver.with_settings(chunk_rows=2_000)
-    submitted = driver.submit(synth_files["csv"], "csv", scorer)  # 50 chunks, staged before any worker runs
+    driver = job_driver.with_settings(chunk_bytes=1_800_000)
+    submitted = driver.submit(synth_files["csv"], "csv", scorer)  # 52 chunks, staged before any worker runs
     celery_workers.start()
     deadline = time.monotonic() + 120
     while (job := driver.service.get("acme", submitted.job_id))["chunks_done"] < 3:
         assert time.monotonic() < deadline, job
         time.sleep(0.05)
     partial = driver.results(submitted.job_id)
-    assert 3 * 2_000 <= partial.num_rows < SYNTH_ROWS
+    assert 0 < partial.num_rows < SYNTH_ROWS
     driver.assert_exact(partial, rows_of(submitted.expected, partial))
 
     assert driver.service.cancel("acme", submitted.job_id)["state"] == "cancelled"
@@ -128,21 +134,22 @@ def test_partial_results_while_running_then_cancel(
         assert time.monotonic() < deadline, "the worker did not drain the skipped chunks"
         time.sleep(0.1)
     job = driver.service.get("acme", submitted.job_id)
-    assert job["state"] == "cancelled" and job["chunks_done"] < 50
+    assert job["state"] == "cancelled" and job["chunks_done"] < job["chunks_total"]
     final = driver.results(submitted.job_id)
     assert final.num_rows == job["rows_done"] - job["rows_failed"] >= partial.num_rows
     driver.assert_exact(final, rows_of(submitted.expected, final))
-    assert client.keys(driver.service.store.keys(submitted.job_id).staged("*")) == []
+    assert driver.service.blobs.staged_files(submitted.job_id) == []  # the skipped chunks' inputs went at once
 
 
 def test_expired_job_answers_410_and_leaves_no_keys(
     celery_workers: Any, job_driver: Any, scorer: Any, synth_files: dict[str, Path], worker_settings: Settings
 ) -> None:
     celery_workers.start()
-    driver = job_driver.with_settings(job_ttl_seconds=20, chunk_rows=2_000)
+    driver = job_driver.with_settings(job_ttl_seconds=20, chunk_bytes=1_800_000)
     submitted = driver.submit(synth_files["csv"], "csv", scorer, max_chunks=3)
     job = driver.wait_for_state(submitted.job_id, {"succeeded"}, timeout=20)
-    assert job["rows_done"] == 6_000
+    assert job["rows_done"] == submitted.rows
+    assert submitted.job_id in driver.service.blobs.job_ids()
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -158,6 +165,10 @@ def test_expired_job_answers_410_and_leaves_no_keys(
     prefix = worker_settings.key_prefix
     leftover = [k for k in client.keys(f"{prefix}:*") if k.decode() not in (reaper_lock(prefix), metrics_key(prefix))]
     assert leftover == []
+    # Redis forgot the job by itself; its files are found from the expiry in its id and deleted by the reaper.
+    while submitted.job_id in driver.service.blobs.job_ids():
+        assert time.monotonic() < deadline + 30, "the reaper never deleted the expired job's files"
+        time.sleep(0.25)
 
 
 def rows_of(expected: pa.Table, got: pa.Table) -> pa.Table:

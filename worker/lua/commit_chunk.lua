@@ -1,16 +1,17 @@
--- KEYS: job, committed, result, errors, staged input, leases, active index, metrics, [summary]
--- ARGV: job_id, index, result payload ('' = none), errors payload ('' = none), rows_scored, rows_failed, now,
+-- KEYS: job, committed, outputs, leases, active index, metrics, [summary]
+-- ARGV: job_id, index, output ("token,records,has_result,has_errors": the attempt's files in the blob store),
+--       rows_scored, rows_failed, records, input bytes, now,
 --       scoring seconds ('' = the chunk failed without being scored), latency bucket field ('' = none),
 --       [summary counters: see the job summary block below]
--- Commits a chunk exactly once: result, errors, counters (the job's and the cluster-wide metrics hash) and the
--- job's state change together, or nothing.
+-- Commits a chunk exactly once: the name of its output files, counters (the job's and the cluster-wide metrics
+-- hash) and the job's state change together, or nothing. Files of an attempt that is not committed here are
+-- never referenced: the caller deletes them.
 -- Returns 'committed', 'finished' (this commit completed the job), 'ignored' (already committed),
 -- a closed state (cancelled/failed: the result is discarded), or 'gone'.
-local job, committed, result, errors, staged, leases, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local metrics = KEYS[8]
-local job_id, index, res_payload, err_payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local rows_scored, rows_failed, now = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local seconds, bucket = ARGV[8], ARGV[9]
+local job, committed, outputs, leases, active, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local job_id, index, output = ARGV[1], ARGV[2], ARGV[3]
+local rows_scored, rows_failed, records, bytes = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local now, seconds, bucket = ARGV[8], ARGV[9], ARGV[10]
 local state = redis.call('HGET', job, 'state')
 if not state then
     return 'gone'
@@ -25,13 +26,11 @@ if redis.call('SADD', committed, index) == 0 then
 end
 local expires_at = redis.call('HGET', job, 'expires_at')
 redis.call('EXPIREAT', committed, expires_at)
-if res_payload ~= '' then
-    redis.call('SET', result, res_payload, 'EXAT', expires_at)
-end
-if err_payload ~= '' then
-    redis.call('SET', errors, err_payload, 'EXAT', expires_at)
-end
-redis.call('DEL', staged)
+redis.call('HSET', outputs, index, output)
+redis.call('EXPIREAT', outputs, expires_at)
+-- Rows are numbered globally when read: a chunk's first row is the sum of the records of the chunks before it.
+redis.call('HINCRBY', job, 'rows_read', records)
+redis.call('HINCRBY', job, 'bytes_done', bytes)
 redis.call('HINCRBY', job, 'rows_scored', rows_scored)
 redis.call('HINCRBY', job, 'rows_failed', rows_failed)
 redis.call('HINCRBY', job, 'chunks_done', 1)
@@ -50,15 +49,15 @@ else
     redis.call('HINCRBY', metrics, 'chunk_seconds_count', 1)
 end
 -- Job summary (worker.summary): the chunk's counts and sums, merged past the exactly-once guard, so a chunk
--- is counted once. KEYS[9]: the summary hash; ARGV[10]: how many (field, integer) pairs follow, then
+-- is counted once. KEYS[7]: the summary hash; ARGV[11]: how many (field, integer) pairs follow, then
 -- (field, float text) pairs to the end. Values are passed on as text: no Lua number rounds them.
-local summary = KEYS[9]
-if summary and ARGV[10] then
-    local n_counts = tonumber(ARGV[10])
-    for i = 11, 10 + 2 * n_counts, 2 do
+local summary = KEYS[7]
+if summary and ARGV[11] then
+    local n_counts = tonumber(ARGV[11])
+    for i = 12, 11 + 2 * n_counts, 2 do
         redis.call('HINCRBY', summary, ARGV[i], ARGV[i + 1])
     end
-    for i = 11 + 2 * n_counts, #ARGV, 2 do
+    for i = 12 + 2 * n_counts, #ARGV, 2 do
         redis.call('HINCRBYFLOAT', summary, ARGV[i], ARGV[i + 1])
     end
     redis.call('EXPIREAT', summary, expires_at)

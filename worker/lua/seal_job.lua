@@ -1,5 +1,6 @@
 -- KEYS: job, active index
--- ARGV: job_id, rows_total, chunks_total, now, then field/value pairs recorded with the seal (bytes, digest)
+-- ARGV: job_id, rows_total ('' = counted by the workers as they parse), chunks_total, now, then field/value
+--       pairs recorded with the seal (bytes, digest)
 -- Marks the upload complete; succeeds the job at once if every chunk already committed, fails it if the
 -- totals disagree with what was staged.
 -- Returns the job's state after the call, or 'gone'.
@@ -18,10 +19,11 @@ if #ARGV > 4 then
     redis.call('HSET', job, unpack(ARGV, 5))
 end
 local staged = redis.call('HMGET', job, 'chunks_staged', 'rows_staged')
-if tonumber(staged[1] or '0') ~= tonumber(chunks_total) or tonumber(staged[2] or '0') ~= tonumber(rows_total) then
+if tonumber(staged[1] or '0') ~= tonumber(chunks_total)
+        or (rows_total ~= '' and tonumber(staged[2] or '0') ~= tonumber(rows_total)) then
     -- The job could never complete (or would complete without some rows): say so now rather than hang.
     redis.call('HSET', job, 'state', 'failed', 'finished_at', now, 'reason_code', 'upload_mismatch', 'reason',
-        'upload sealed with ' .. chunks_total .. ' chunks / ' .. rows_total .. ' rows but ' ..
+        'upload sealed with ' .. chunks_total .. ' chunks / ' .. (rows_total ~= '' and rows_total or '?') .. ' rows but ' ..
         (staged[1] or '0') .. ' chunks / ' .. (staged[2] or '0') .. ' rows were staged')
     redis.call('ZREM', active, job_id)
     return 'failed'

@@ -1,8 +1,9 @@
--- KEYS: job, chunks, staged input
--- ARGV: index, payload, first_row, rows, now
+-- KEYS: job, chunks
+-- ARGV: index, kind (csv | ndjson | arrow), bytes, records ('' = not known until a worker parses it), now
+-- Registers a chunk whose staged input was just written to the blob store.
 -- Returns 'staged', 'duplicate' (index already staged), 'sealed', a closed state, or 'gone'.
-local job, chunks, staged = KEYS[1], KEYS[2], KEYS[3]
-local index, payload, first_row, rows, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local job, chunks = KEYS[1], KEYS[2]
+local index, kind, bytes, records, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local state = redis.call('HGET', job, 'state')
 if not state then
     return 'gone'
@@ -13,13 +14,14 @@ end
 if redis.call('HGET', job, 'sealed') == '1' then
     return 'sealed'
 end
-if redis.call('HSETNX', chunks, index, first_row .. ',' .. rows) == 0 then
+if redis.call('HSETNX', chunks, index, kind .. ',' .. bytes .. ',' .. records) == 0 then
     return 'duplicate'
 end
-local expires_at = redis.call('HGET', job, 'expires_at')
-redis.call('EXPIREAT', chunks, expires_at)
-redis.call('SET', staged, payload, 'EXAT', expires_at)
-redis.call('HINCRBY', job, 'rows_staged', rows)
+redis.call('EXPIREAT', chunks, redis.call('HGET', job, 'expires_at'))
+if records ~= '' then
+    redis.call('HINCRBY', job, 'rows_staged', records)
+end
+redis.call('HINCRBY', job, 'bytes_staged', bytes)
 redis.call('HINCRBY', job, 'chunks_staged', 1)
 redis.call('HSET', job, 'upload_heartbeat', now, 'last_activity', now)
 return 'staged'

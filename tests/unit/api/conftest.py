@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 from api.app import create_app
 from model.scoring import Scorer, load_scorer
 from predictq.settings import Settings
+from worker.blob_store import BlobStore
 from worker.job_store import JobStore
 from worker.jobs import JobService
 from worker.processing import ChunkProcessor
@@ -52,13 +54,22 @@ def enqueued() -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def make_app(scorer: Scorer, fake_redis: fakeredis.FakeRedis, enqueued: list[tuple[str, int]]) -> AppFactory:
+def blobs(tmp_path: Path) -> BlobStore:
+    """The test's own blob store (no reserve: the machine's free space does not matter)."""
+    return BlobStore.from_uri(str(tmp_path / "store"))
+
+
+@pytest.fixture
+def make_app(scorer: Scorer, fake_redis: fakeredis.FakeRedis, enqueued: list[tuple[str, int]],
+             blobs: BlobStore) -> AppFactory:
     """Build an app with settings overrides (auth disabled unless asked) on fakeredis and in-memory limits;
     the job service records enqueued chunks instead of sending them to a broker."""
 
     def build(test_config: dict[str, Any] | None = None, **overrides: Any) -> Flask:
-        settings = replace(Settings(), **{"auth_mode": "disabled", **overrides}).validated()
-        jobs = JobService(fake_redis, settings, enqueue=lambda job_id, index: enqueued.append((job_id, index)))
+        settings = replace(Settings(), **{"auth_mode": "disabled", "store_uri": blobs.root, "store_reserve_bytes": 0,
+                                          **overrides}).validated()
+        jobs = JobService(fake_redis, settings, enqueue=lambda job_id, index: enqueued.append((job_id, index)),
+                          blobs=BlobStore.from_uri(settings.store_uri, settings.store_reserve_bytes))
         services: dict[str, Any] = {"scorer": scorer, "redis": fake_redis, "jobs": jobs}
         config = {"TESTING": True, "SERVICES": services, "RATELIMIT_STORAGE_URI": "memory://", **(test_config or {})}
         return create_app(settings, config)
@@ -67,11 +78,12 @@ def make_app(scorer: Scorer, fake_redis: fakeredis.FakeRedis, enqueued: list[tup
 
 
 @pytest.fixture
-def score_queued(scorer: Scorer, fake_redis: fakeredis.FakeRedis, enqueued: list[tuple[str, int]]) -> Callable[[], int]:
+def score_queued(scorer: Scorer, fake_redis: fakeredis.FakeRedis, enqueued: list[tuple[str, int]],
+                 blobs: BlobStore) -> Callable[[], int]:
     """Run the worker's chunk processing in-process for every queued chunk; returns how many ran."""
 
     def run() -> int:
-        processor = ChunkProcessor(JobStore(fake_redis, Settings().key_prefix), scorer, 3, lambda j, i: None)
+        processor = ChunkProcessor(JobStore(fake_redis, Settings().key_prefix), blobs, scorer, 3, lambda j, i: None)
         done = 0
         while enqueued:
             processor.process(*enqueued.pop(0))

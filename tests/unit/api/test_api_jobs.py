@@ -8,6 +8,7 @@ import re
 import time
 
 import orjson
+import pyarrow.fs as pafs
 import pytest
 
 from worker.keys import new_job_id
@@ -38,12 +39,20 @@ def multipart_body(data: bytes, filename: str, content_type: str) -> tuple[bytes
 
 @pytest.fixture
 def app(make_app):
-    return make_app(auth_mode="required", api_keys="ka:acme,kb:globex", chunk_rows=4)
+    # JSON arrays are parsed in 4-row chunks; CSV and NDJSON bodies are cut into ranges of about 400 bytes.
+    return make_app(auth_mode="required", api_keys="ka:acme,kb:globex", chunk_rows=4, chunk_bytes=400)
 
 
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def job_bytes(body: bytes, fmt: str) -> bytes:
+    """What the API stages of `body`: a CSV body without its header line, a multipart body's file part."""
+    if fmt == "multipart":
+        body = body.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
+    return body.split(b"\n", 1)[1] if fmt in ("csv", "multipart") else body
 
 
 def submit(client, body: bytes, content_type: str, headers=KEY_A, query: str = ""):
@@ -63,14 +72,18 @@ def test_round_trip_in_input_order_matches_in_process_scoring(client, make_rows,
     assert response.status_code == 202
     job = response.get_json()
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}" == job["links"]["self"]
-    assert (job["state"], job["rows_total"], job["chunks_total"], job["upload_complete"]) == ("queued", 10, 3, True)
+    assert (job["state"], job["upload_complete"]) == ("queued", True)
+    if fmt != "json":  # (a JSON array's staged bytes are its parsed chunks)
+        assert job["bytes_total"] == len(job_bytes(body, fmt))
+    # A JSON array is counted as the API parses it; CSV and NDJSON records are counted by the workers.
+    assert job["rows_total"] == (10 if fmt == "json" else 0)
     assert job["model"] == {"version": scorer.version, "sha256": scorer.sha256}
-    assert len(enqueued) == 3
-    assert score_queued() == 3
+    assert len(enqueued) == job["chunks_total"] >= 2
+    assert score_queued() == job["chunks_total"]
 
     polled = client.get(job["links"]["self"], headers=KEY_A).get_json()
-    assert (polled["state"], polled["outcome"], polled["rows_done"], polled["progress"]) == (
-        "succeeded", "all_rows_scored", 10, 1.0)
+    assert (polled["state"], polled["outcome"], polled["rows_done"], polled["rows_total"], polled["progress"]) == (
+        "succeeded", "all_rows_scored", 10, 10, 1.0)
     results = client.get(job["links"]["results"], headers=KEY_A).get_json()
     expected = scorer.score_records(rows).to_records()
     assert [r["row"] for r in results] == list(range(10))
@@ -154,7 +167,7 @@ def test_declared_oversize_is_413_at_once(make_app, make_rows):
 def test_streamed_oversize_is_413_and_the_job_fails(make_app):
     # Past the reader's first 1 MiB block, so the job exists and has chunks staged when the limit is passed.
     limit = 1_500_000
-    app = make_app(max_upload_bytes=limit, chunk_rows=1000)
+    app = make_app(max_upload_bytes=limit, chunk_bytes=100_000)
     body = to_ndjson([{"x5": "monday", "x12": 1, "x31": "asia", "x44": 1, "x53": 1, "x56": 1, "x58": 1, "x62": 1,
                        "x81": "July", "x91": 1}] * 20_000)
     assert len(body) > limit
@@ -173,13 +186,19 @@ def test_streamed_oversize_is_413_and_the_job_fails(make_app):
     assert job["chunks_total"] > 0
 
 
-def test_backpressure_refuses_new_jobs_with_retry_after(make_app, make_rows):
-    client = make_app(max_queued_rows=5).test_client()
-    assert client.post("/v1/jobs", data=to_csv(make_rows(6)), content_type="text/csv").status_code == 202
-    refused = client.post("/v1/jobs", data=to_csv(make_rows(1)), content_type="text/csv")
+@pytest.mark.parametrize(("limits", "fmt"), [({"max_queued_rows": 5}, "json"), ({"max_queued_bytes": 100}, "csv")])
+def test_backpressure_refuses_new_jobs_with_retry_after(make_app, make_rows, limits, fmt):
+    client = make_app(**limits).test_client()
+    body, ctype = (orjson.dumps(make_rows(6)), "application/json") if fmt == "json" else (to_csv(make_rows(6)),
+                                                                                         "text/csv")
+    assert client.post("/v1/jobs", data=body, content_type=ctype).status_code == 202
+    refused = client.post("/v1/jobs", data=body, content_type=ctype)
     assert refused.status_code == 503
-    assert refused.get_json()["error"]["code"] == "overloaded"
+    error = refused.get_json()["error"]
+    assert error["code"] == "overloaded"
     assert refused.headers["Retry-After"].isdigit()
+    if fmt == "csv":
+        assert error["details"]["queued_bytes"] == len(job_bytes(body, "csv")) > error["details"]["max_queued_bytes"]
 
 
 def test_another_tenants_job_is_404_everywhere(client, make_rows, score_queued):
@@ -202,7 +221,8 @@ def test_cancel_keeps_scored_results(client, make_rows, enqueued, score_queued):
     assert cancelled.status_code == 200
     assert cancelled.get_json()["state"] == "cancelled"
     results = client.get(job["links"]["results"], headers=KEY_A).get_json()
-    assert [r["row"] for r in results] == [0, 1, 2, 3]
+    assert 0 < len(results) < 10
+    assert [r["row"] for r in results] == list(range(len(results)))
 
 
 def test_list_is_newest_first_and_paged(client, make_rows):
@@ -280,15 +300,15 @@ def test_passthrough_formulas_are_neutralized_in_csv_only(client, score_queued):
 def test_cancel_during_upload_stops_reading_with_409(app, client, make_rows, fake_redis):
     body = to_ndjson(make_rows(4)) * 4_000  # a few 1 MiB reader blocks: the cancel lands between chunks
     jobs = app.extensions["predictq"].jobs
-    original = jobs.stage_chunk
+    original = jobs.stage_range
 
-    def stage_then_cancel(job_id, index, table, errors):
-        staged = original(job_id, index, table, errors)
+    def stage_then_cancel(job_id, index, data, fmt):
+        staged = original(job_id, index, data, fmt)
         if index == 0:
             jobs.cancel("acme", job_id)
         return staged
 
-    jobs.stage_chunk = stage_then_cancel
+    jobs.stage_range = stage_then_cancel
     response = submit(client, body, "application/x-ndjson")
     assert response.status_code == 409
     error = response.get_json()["error"]
@@ -374,3 +394,68 @@ def test_a_multipart_file_part_with_another_charset_is_415(client, make_rows):
     response = submit(client, body, ctype)
     assert response.status_code == 415
     assert response.get_json()["error"]["details"]["charset"] == "latin1"
+
+
+def fill_store_after(jobs, room: int) -> None:
+    """Make the job service's blob store report `room` bytes free, less what has been written to it since."""
+    blobs = jobs.blobs
+
+    def free_bytes() -> int:
+        used = sum(i.size for i in blobs.fs.get_file_info(pafs.FileSelector(blobs.root, recursive=True))
+                   if i.type == pafs.FileType.File)
+        return room - used
+
+    blobs.free_bytes = free_bytes
+
+
+def test_a_store_that_fills_during_the_upload_gives_507_naming_the_failed_job_and_frees_it(make_app, make_rows):
+    app = make_app(chunk_bytes=2_000)
+    jobs = app.extensions["predictq"].jobs
+    body = to_csv(make_rows(200))
+    fill_store_after(jobs, room=len(body) // 2)
+    response = app.test_client().post("/v1/jobs", input_stream=io.BytesIO(body),
+                                      headers={"Content-Type": "text/csv", "Transfer-Encoding": "chunked"},
+                                      environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == 507
+    error = response.get_json()["error"]
+    job = error["details"]["job"]
+    assert error["code"] == "insufficient_storage" and job["id"] in error["message"]
+    assert job["state"] == "failed" and job["reason"].startswith("insufficient_storage: ")
+    assert job["chunks_total"] > 0  # it was staging when the store filled
+    assert jobs.blobs.job_ids() == []  # everything it wrote is gone at once
+
+
+def test_a_body_declared_larger_than_the_free_space_is_507_before_a_job_exists(make_app, make_rows):
+    app = make_app()
+    jobs = app.extensions["predictq"].jobs
+    fill_store_after(jobs, room=100)
+    response = app.test_client().post("/v1/jobs", data=to_csv(make_rows(5)), content_type="text/csv")
+    assert response.status_code == 507
+    assert response.get_json()["error"]["details"]["needed_bytes"] == len(to_csv(make_rows(5)))
+    assert app.test_client().get("/v1/jobs").get_json()["items"] == []
+
+
+def test_purge_deletes_every_file_of_the_job_and_says_what_went(client, make_rows, score_queued, app):
+    job = submit(client, to_csv(make_rows(10)), "text/csv").get_json()
+    score_queued()
+    blobs = app.extensions["predictq"].jobs.blobs
+    files = blobs.output_files(job["id"])
+    assert files
+    response = client.delete(job["links"]["self"] + "?purge=true", headers=KEY_A)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["purged"]["files"] == len(files) and body["purged"]["bytes"] > 0
+    assert body["state"] == "succeeded" and body["purged_at"]
+    assert blobs.job_ids() == []
+    assert body["upload"]["results_deleted"] is True
+    assert client.get(job["links"]["results"], headers=KEY_A).get_json() == []
+    again = client.delete(job["links"]["self"] + "?purge=true", headers=KEY_A).get_json()
+    assert again["purged"] == {"files": 0, "bytes": 0}
+    assert client.delete(job["links"]["self"] + "?purge=yes", headers=KEY_A).status_code == 400
+
+
+def test_purging_an_open_job_cancels_it_first(client, make_rows, enqueued):
+    job = submit(client, to_csv(make_rows(10)), "text/csv").get_json()
+    body = client.delete(job["links"]["self"] + "?purge=true", headers=KEY_A).get_json()
+    assert (body["state"], body["reason"]) == ("cancelled", "purged by the client")
+    assert body["purged"]["files"] == len(enqueued) > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import jsonschema
+import orjson
 import redis
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -69,17 +70,20 @@ def samples(family: Metric) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 def test_metrics_report_jobs_by_state_and_queued_rows(client) -> None:
     assert client.post("/v1/jobs", data=CSV_HEADER + CSV_ROW * 7, content_type="text/csv").status_code == 202
+    records = [dict(zip(CSV_HEADER.decode().strip().split(","), CSV_ROW.decode().strip().split(","), strict=True))]
+    assert client.post("/v1/jobs", data=orjson.dumps(records * 7), content_type="application/json").status_code == 202
     text = client.get("/metrics").get_data(as_text=True)
-    assert metric(text, 'predictq_jobs{state="queued"}') == 1
+    assert metric(text, 'predictq_jobs{state="queued"}') == 2
     assert metric(text, 'predictq_jobs{state="running"}') == 0
     assert metric(text, 'predictq_jobs{state="succeeded"}') == 0
-    assert metric(text, "predictq_queued_rows") == 7
+    assert metric(text, "predictq_queued_rows") == 7  # counted by the API for the JSON array only
+    assert metric(text, "predictq_queued_bytes") >= len(CSV_ROW * 7)
     assert metric(text, "predictq_queue_depth") == 0  # the unit tests record tasks instead of using a broker
     assert metric(text, "predictq_redis_up") == 1
 
 
 def test_metrics_count_rows_chunks_and_chunk_latency_after_scoring(make_app, score_queued) -> None:
-    client = make_app(chunk_rows=4).test_client()
+    client = make_app(chunk_bytes=4 * len(CSV_ROW)).test_client()
     bad = b"monday,1,asia,1,1,1,1,1,July,oops\n"
     assert client.post("/v1/jobs", data=CSV_HEADER + CSV_ROW * 9 + bad, content_type="text/csv").status_code == 202
     assert score_queued() == 3
@@ -161,3 +165,13 @@ def test_job_routes_answer_503_when_redis_is_down(make_app, scorer) -> None:
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "storage_unavailable"
     assert response.headers["Retry-After"] == "5"
+
+
+def test_readyz_is_503_when_the_store_is_at_its_reserve(make_app) -> None:
+    app = make_app(store_reserve_bytes=10**6)
+    app.extensions["predictq"].jobs.blobs.free_bytes = lambda: 10**6
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["checks"]["store"] == "full: 1000000 bytes free, reserve 1000000"
+    assert body["storage"]["store"]["free_bytes"] == 10**6

@@ -176,9 +176,9 @@ def test_a_content_digest_mismatch_fails_the_job_and_keeps_nothing(client, make_
 
 
 def test_an_error_after_the_job_was_created_names_it(client, make_rows) -> None:
-    rows = make_rows(60_000)  # several read blocks: the job exists when the bad bytes arrive
-    body = to_csv(rows) + b"\xff\xfe not utf-8\n"
-    response = submit(client, body, "text/csv")
+    rows = make_rows(20_000)  # several read blocks: the job exists when the bad bytes arrive
+    body = orjson.dumps(rows)[:-1] + b',{"x5": "\xff\xfe not utf-8"}]'
+    response = submit(client, body, "application/json")  # (a JSON array is parsed by the API)
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert error["code"] == "not_utf8"
@@ -186,6 +186,16 @@ def test_an_error_after_the_job_was_created_names_it(client, make_rows) -> None:
     assert job_id in error["message"]
     job = client.get(f"/v1/jobs/{job_id}", headers=KEY_A).get_json()
     assert (job["state"], job["reason_code"]) == ("failed", "not_utf8")
+
+
+def test_an_error_in_a_later_range_fails_the_job_when_a_worker_reads_it(client, make_rows, score_queued) -> None:
+    body = to_csv(make_rows(60_000)) + b"\xff\xfe not utf-8\n"  # CSV past its head is read by the workers
+    response = submit(client, body, "text/csv")
+    assert response.status_code == 202
+    score_queued()
+    job = client.get(response.headers["Location"], headers=KEY_A).get_json()
+    assert (job["state"], job["reason_code"]) == ("failed", "not_utf8")
+    assert job["reason"].startswith("not_utf8: the body is not valid UTF-8")
 
 
 def test_a_huge_header_is_not_echoed_back(client) -> None:

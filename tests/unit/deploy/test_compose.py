@@ -55,12 +55,20 @@ def test_redis_keeps_data_and_never_evicts(compose: dict[str, Any]) -> None:
     assert ":" in redis["image"] and not redis["image"].endswith(":latest")
 
 
+def test_api_and_workers_share_the_blob_store_volume_at_the_path_they_are_told(compose: dict[str, Any]) -> None:
+    for name in ("api", "worker"):
+        service = compose["services"][name]
+        assert "store:/var/lib/predictq-store" in service["volumes"]
+        assert service["environment"]["PREDICTQ_STORE_URI"] == "/var/lib/predictq-store"
+
+
 def test_api_waits_for_healthy_redis_and_is_reached_through_the_proxy_only(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
     assert api["command"] == ["serve"]
     assert "ports" not in api, "slow clients must meet nginx, not gunicorn"
     assert api["environment"]["PREDICTQ_DEV_KEY_FILE"].startswith("/var/lib/predictq/")
-    assert api["volumes"] == ["api-state:/var/lib/predictq"] and "api-state" in compose["volumes"]
+    assert api["volumes"] == ["store:/var/lib/predictq-store", "api-state:/var/lib/predictq"]
+    assert {"api-state", "store"} <= set(compose["volumes"])
     assert api["depends_on"] == {"redis": {"condition": "service_healthy"}}
     assert api["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert api["healthcheck"]["test"] == ["CMD", "python", "-m", "predictq.healthcheck", "api"]

@@ -43,10 +43,11 @@ def chunks(synth_csv: Path, scorer: Scorer) -> list[Chunk]:
 
 
 @pytest.fixture
-def settings() -> Settings:
-    """Settings with short intervals and a small attempt bound."""
+def settings(tmp_path: Path) -> Settings:
+    """Settings with short intervals, a small attempt bound, and a blob store of the test's own."""
     return dataclasses.replace(Settings(), max_chunk_attempts=2, job_ttl_seconds=3600, upload_idle_seconds=30,
-                               stuck_job_seconds=600, task_soft_time_limit=5, task_time_limit=10)
+                               stuck_job_seconds=600, task_soft_time_limit=5, task_time_limit=10,
+                               store_uri=str(tmp_path / "store"), store_reserve_bytes=0)
 
 
 @pytest.fixture
@@ -76,4 +77,4 @@ def store(service: JobService) -> JobStore:
 @pytest.fixture
 def processor(service: JobService, scorer: Scorer, settings: Settings) -> ChunkProcessor:
     """The worker-side logic, run in-process against the same fake Redis."""
-    return ChunkProcessor(service.store, scorer, settings.max_chunk_attempts, service.enqueue)
+    return ChunkProcessor(service.store, service.blobs, scorer, settings.max_chunk_attempts, service.enqueue)

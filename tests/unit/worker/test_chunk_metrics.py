@@ -10,7 +10,7 @@ import pytest
 
 from model.readers import Chunk
 from worker.chunk_metrics import CHUNK_SECONDS_BUCKETS, bucket_field
-from worker.job_store import JobStore
+from worker.job_store import ChunkOutput, JobStore
 from worker.jobs import JobService
 from worker.keys import broker_queue_lists, live_index, metrics_key
 from worker.processing import ChunkProcessor
@@ -19,8 +19,12 @@ from worker.processing import ChunkProcessor
 def new_staged_job(store: JobStore, chunks: int = 2, rows: int = 10) -> str:
     job_id, _, _ = store.create("acme", {"fmt": "csv", "passthrough": ""}, 3600)
     for index in range(chunks):
-        store.stage(job_id, index, b"payload", index * rows, rows)
+        store.stage(job_id, index, "arrow", 100, rows)
     return job_id
+
+
+def out(records: int = 10) -> ChunkOutput:
+    return ChunkOutput("t", records, True, True)
 
 
 def buckets(service: JobService) -> dict[str, int]:
@@ -38,10 +42,10 @@ def test_an_observation_falls_in_the_smallest_bucket_that_holds_it(seconds: floa
 def test_a_duplicate_commit_is_counted_once(service: JobService) -> None:
     store = service.store
     job_id = new_staged_job(store)
-    assert store.commit_chunk(job_id, 0, b"r", b"e", 7, 3, seconds=0.3) == "committed"
-    assert store.commit_chunk(job_id, 0, b"r", b"e", 7, 3, seconds=0.3) == "ignored"
-    assert store.commit_chunk(job_id, 1, b"", b"e", 0, 10, seconds=None) == "committed"
-    assert store.commit_chunk(job_id, 1, b"", b"e", 0, 10, seconds=None) == "ignored"
+    assert store.commit_chunk(job_id, 0, out(), 7, 3, 100, seconds=0.3) == "committed"
+    assert store.commit_chunk(job_id, 0, out(), 7, 3, 100, seconds=0.3) == "ignored"
+    assert store.commit_chunk(job_id, 1, out(), 0, 10, 100, seconds=None) == "committed"
+    assert store.commit_chunk(job_id, 1, out(), 0, 10, 100, seconds=None) == "ignored"
     m = service.metrics()
     assert (m["rows_scored"], m["rows_failed"], m["chunks_scored"], m["chunks_failed"]) == (7, 13, 1, 1)
     assert (m["seconds_count"], m["seconds_sum"]) == (1, pytest.approx(0.3))
@@ -51,8 +55,8 @@ def test_a_commit_to_a_closed_or_missing_job_counts_nothing(service: JobService)
     store = service.store
     job_id = new_staged_job(store)
     store.close(job_id, "cancelled", "cancelled", "by the client")
-    assert store.commit_chunk(job_id, 0, b"r", b"", 10, 0, seconds=0.2) == "cancelled"
-    assert store.commit_chunk("zzzz-00000000000000000000", 0, b"r", b"", 10, 0, seconds=0.2) == "gone"
+    assert store.commit_chunk(job_id, 0, out(), 10, 0, 100, seconds=0.2) == "cancelled"
+    assert store.commit_chunk("zzzz-00000000000000000000", 0, out(), 10, 0, 100, seconds=0.2) == "gone"
     assert store.redis.exists(metrics_key(store.prefix)) == 0
     assert service.metrics()["rows_scored"] == 0
 
@@ -62,7 +66,7 @@ def test_latency_buckets_are_cumulative_and_end_with_inf(service: JobService) ->
     observations = [0.01, 0.07, 0.07, 3.0, 120.0]
     job_id = new_staged_job(store, chunks=len(observations))
     for index, seconds in enumerate(observations):
-        store.commit_chunk(job_id, index, b"r", b"", 10, 0, seconds=seconds)
+        store.commit_chunk(job_id, index, out(), 10, 0, 100, seconds=seconds)
     got = buckets(service)
     assert list(got) == [*(repr(b) for b in CHUNK_SECONDS_BUCKETS), "+Inf"]
     assert (got["0.05"], got["0.1"], got["2.5"], got["5.0"], got["60.0"], got["+Inf"]) == (1, 3, 3, 4, 4, 5)

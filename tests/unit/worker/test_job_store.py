@@ -7,7 +7,7 @@ import time
 import fakeredis
 import pytest
 
-from worker.job_store import JobStore
+from worker.job_store import ChunkOutput, JobStore, StagedChunk
 from worker.keys import metrics_key
 
 MODEL = ("v1", "abc")
@@ -19,12 +19,16 @@ def new_job(store: JobStore, ttl: int = 3600) -> str:
 
 
 def stage(store: JobStore, job_id: str, index: int, rows: int = 10) -> str:
-    return store.stage(job_id, index, b"payload-%d" % index, index * rows, rows)
+    return store.stage(job_id, index, "arrow", 100 + index, rows)
+
+
+def output(index: int, records: int = 10, token: str = "t") -> ChunkOutput:
+    return ChunkOutput(f"{token}{index}", records, True, False)
 
 
 def commit(store: JobStore, job_id: str, index: int, scored: int = 10, failed: int = 0,
            seconds: float | None = 0.2) -> str:
-    return store.commit_chunk(job_id, index, b"result-%d" % index, b"errors" if failed else b"", scored, failed,
+    return store.commit_chunk(job_id, index, output(index, scored + failed), scored, failed, 100 + index,
                               seconds=seconds)
 
 
@@ -38,19 +42,18 @@ def test_commit_is_exactly_once(store: JobStore) -> None:
     job_id = new_job(store)
     stage(store, job_id, 0)
     assert commit(store, job_id, 0, scored=7, failed=3) == "committed"
-    assert store.commit_chunk(job_id, 0, b"other", b"other", 10, 0, seconds=0.1) == "ignored"
+    assert store.commit_chunk(job_id, 0, output(0, token="late"), 10, 0, 100, seconds=0.1) == "ignored"
     fields = store.fields(job_id) or {}
     assert (fields["rows_scored"], fields["rows_failed"], fields["chunks_done"]) == ("7", "3", "1")
-    assert store.payload(store.keys(job_id).result(0)) == b"result-0"
-    assert store.payload(store.keys(job_id).errors(0)) == b"errors"
+    assert (fields["rows_read"], fields["bytes_done"]) == ("10", "100")
+    assert store.outputs(job_id) == {0: output(0)}  # the first attempt's files, never the late one's
 
 
-def test_commit_drops_the_staged_input_and_the_lease(store: JobStore) -> None:
+def test_commit_drops_the_lease(store: JobStore) -> None:
     job_id = new_job(store)
     stage(store, job_id, 0)
     assert store.start_chunk(job_id, 0, "host|1|0.0", 3, MODEL).action == "run"
     commit(store, job_id, 0)
-    assert store.staged_payload(job_id, 0) is None
     assert store.leases(job_id) == {}
 
 
@@ -85,7 +88,17 @@ def test_staging_the_same_index_twice_counts_it_once(store: JobStore) -> None:
     assert stage(store, job_id, 0) == "staged"
     assert stage(store, job_id, 0) == "duplicate"
     fields = store.fields(job_id) or {}
-    assert (fields["rows_staged"], fields["chunks_staged"]) == ("10", "1")
+    assert (fields["rows_staged"], fields["chunks_staged"], fields["bytes_staged"]) == ("10", "1", "100")
+    assert store.chunk(job_id, 0) == StagedChunk("arrow", 100, 10)
+
+
+def test_a_range_is_staged_without_a_record_count(store: JobStore) -> None:
+    job_id = new_job(store)
+    assert store.stage(job_id, 0, "csv", 4096, None) == "staged"
+    fields = store.fields(job_id) or {}
+    assert ("rows_staged" not in fields, fields["bytes_staged"]) == (True, "4096")
+    assert store.chunk(job_id, 0) == StagedChunk("csv", 4096, None)
+    assert store.seal(job_id, None, 1) == "queued"  # the records are counted by the worker that parses it
 
 
 def test_nothing_is_staged_after_the_seal(store: JobStore) -> None:
@@ -143,29 +156,26 @@ def test_a_closed_job_skips_its_chunks_and_discards_late_results(store: JobStore
     commit(store, job_id, 0)
     store.start_chunk(job_id, 2, "h|1|0.0", 3, MODEL)  # in flight when the job closes
     assert store.close(job_id, state, "some_code", "why") == state
-    assert [store.staged_payload(job_id, i) for i in range(3)] == [None, None, None]
     assert store.start_chunk(job_id, 1, "h|1|0.0", 3, MODEL).action == "closed"
     assert commit(store, job_id, 2) == state
     assert store.leases(job_id) == {}
     fields = store.fields(job_id) or {}
     assert (fields["chunks_done"], fields["reason_code"], fields["reason"]) == ("1", "some_code", "why")
-    assert store.payload(store.keys(job_id).result(0)) == b"result-0"
+    assert store.outputs(job_id) == {0: output(0)}
     assert store.close(job_id, "failed", "other", "again") == state
 
 
-def test_a_purging_close_deletes_what_was_scored_and_records_what_arrived(store: JobStore) -> None:
+def test_a_purging_close_forgets_what_was_scored_and_records_what_arrived(store: JobStore) -> None:
     job_id = new_job(store)
     for index in range(3):
         stage(store, job_id, index)
     commit(store, job_id, 0)
     record = {"bytes_received": 28_672, "bytes_expected": 85_000}
     assert store.close(job_id, "failed", "upload_incomplete", "cut", purge=True, record=record) == "failed"
-    keys = store.keys(job_id)
-    assert [store.staged_payload(job_id, i) for i in range(3)] == [None, None, None]
-    assert store.payload(keys.result(0)) is None
+    assert store.outputs(job_id) == {}
     assert list(store.committed(job_id)) == [0]  # the guard stays: a late duplicate commit is still refused
     assert commit(store, job_id, 1) == "failed"
-    assert store.payload(keys.result(1)) is None
+    assert store.outputs(job_id) == {}
     fields = store.fields(job_id) or {}
     assert (fields["bytes_received"], fields["bytes_expected"]) == ("28672", "85000")
     assert fields["purged_at"]
@@ -194,7 +204,7 @@ def test_every_key_expires_with_the_job(client: fakeredis.FakeRedis, store: JobS
     metrics = metrics_key(store.prefix).encode()
     assert client.pexpiretime(metrics) == -1
     keys = [key for key in client.keys("*") if key != metrics]
-    assert len(keys) >= 10
+    assert len(keys) >= 8
     for key in keys:
         deadline = client.pexpiretime(key) / 1000
         assert abs(deadline - expires_at) < 2, key

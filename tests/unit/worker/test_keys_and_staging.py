@@ -7,7 +7,7 @@ import pytest
 
 from model.errors import RowError
 from worker.keys import JobKeys, id_expiry, new_job_id
-from worker.staging import StagingError, decode_staged, decode_table, encode_staged, encode_table
+from worker.staging import StagingError, decode_staged, decode_table, encode_staged, encode_table, staged_arrow
 
 
 @pytest.mark.parametrize("expires_at", [0, 1, 35, 36, 1_764_150_000, 4_102_444_800])
@@ -24,7 +24,7 @@ def test_foreign_text_is_not_a_job_id(text: str) -> None:
 
 def test_every_key_lives_under_the_job() -> None:
     keys = JobKeys("pq", "abc-123")
-    names = [*keys.all_fixed(), keys.staged(3), keys.result(3), keys.errors(3)]
+    names = keys.all_fixed()
     assert all(name.startswith("pq:job:abc-123") for name in names)
     assert len(set(names)) == len(names)
 
@@ -35,6 +35,13 @@ def test_staged_chunk_round_trips_with_its_parse_errors() -> None:
     decoded, parse_errors = decode_staged(encode_staged(table, errors))
     assert decoded.equals(table)
     assert parse_errors.to_pylist() == [e.as_dict() for e in errors]
+
+
+def test_a_parsed_chunk_is_staged_with_rows_numbered_from_its_first_record() -> None:
+    table = pa.table({"x12": [1.5, 2.0], "row": pa.array([40, 42], pa.int64())})
+    decoded, parse_errors = decode_staged(staged_arrow(table, [RowError(41, None, "not a JSON object")], 40))
+    assert decoded["row"].to_pylist() == [0, 2] and decoded["x12"].to_pylist() == [1.5, 2.0]
+    assert parse_errors["row"].to_pylist() == [1]
 
 
 def test_staged_chunk_without_errors_has_an_empty_error_table() -> None:

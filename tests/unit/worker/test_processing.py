@@ -8,7 +8,9 @@ import pyarrow as pa
 import pytest
 
 from model.errors import RowError
+from model.ranges import split_records
 from model.readers import Chunk
+from model.schema import REQUIRED_COLUMNS
 from model.scoring import Scorer
 from worker.jobs import JobService
 from worker.processing import ChunkProcessor
@@ -20,6 +22,16 @@ def submit(service: JobService, chunks: list[Chunk], seal: bool = True) -> str:
         assert service.stage_chunk(job_id, index, chunk.table, chunk.errors)
     if seal:
         service.seal(job_id, sum(c.rows for c in chunks), len(chunks))
+    return job_id
+
+
+def submit_ranges(service: JobService, path: Any, target_bytes: int, fmt: str = "csv") -> str:
+    """Stage a file the way the API does for CSV and NDJSON: record ranges the worker parses."""
+    with path.open("rb") as stream:
+        body = split_records(stream, fmt, target_bytes=target_bytes, columns=list(REQUIRED_COLUMNS))
+        job_id = service.create("acme", fmt=fmt, header=body.header)["id"]
+        count = sum(service.stage_range(job_id, index, data, fmt) for index, data in enumerate(body.ranges))
+    service.seal(job_id, None, count)
     return job_id
 
 
@@ -86,7 +98,8 @@ class Exploding:
 def test_a_failing_chunk_is_retried_then_committed_as_row_errors(
     service: JobService, scorer: Scorer, chunks: list[Chunk], queued: list, settings: Any
 ) -> None:
-    processor = ChunkProcessor(service.store, Exploding(scorer), settings.max_chunk_attempts, service.enqueue)
+    processor = ChunkProcessor(service.store, service.blobs, Exploding(scorer), settings.max_chunk_attempts,
+                               service.enqueue)
     job_id = service.create("acme", fmt="csv")["id"]
     service.stage_chunk(job_id, 0, chunks[0].table.slice(1), [RowError(0, None, "unreadable record")])
     service.seal(job_id, 200, 1)
@@ -118,10 +131,22 @@ def test_a_lost_staged_input_fails_the_chunk_with_that_reason(
     service: JobService, processor: ChunkProcessor, chunks: list[Chunk]
 ) -> None:
     job_id = submit(service, chunks[:1])
-    service.store.redis.delete(service.store.keys(job_id).staged(0))
+    service.blobs.delete_many(service.blobs.staged_files(job_id))
     assert processor.process(job_id, 0) == "finished"
     job = service.get("acme", job_id)
     assert (job["rows_failed"], job["outcome"]) == (200, "some_rows_failed")
+
+
+def test_a_lost_range_fails_the_job_because_its_rows_cannot_be_counted(
+    service: JobService, processor: ChunkProcessor, synth_csv: Any
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    service.blobs.delete(service.blobs.staged_path(job_id, 1, "csv"))
+    for index in range(3):
+        processor.process(job_id, index)
+    job = service.get("acme", job_id)
+    assert job["state"] == "failed" and "staged input was lost" in job["reason"]
+    assert service.blobs.staged_files(job_id) == []
 
 
 @pytest.mark.parametrize("passthrough", ["x0", None])
@@ -156,3 +181,86 @@ def test_a_worker_with_another_model_does_not_score_the_job(
     messages = {e["message"] for e in pa.concat_tables(service.iter_error_tables("acme", job_id)).to_pylist()}
     assert len(messages) == 1 and "ModelMismatch: this worker serves model" in messages.pop()
     assert service.get("acme", job_id)["model"]["version"] == "older"
+
+
+def test_ranges_parsed_by_the_worker_give_global_rows_equal_to_direct_scoring(
+    service: JobService, processor: ChunkProcessor, chunks: list[Chunk], scorer: Scorer, synth_csv: Any, queued: list
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    assert len(queued) >= 5
+    assert service.get("acme", job_id)["rows_total"] == 0  # not counted until a worker parses them
+    for job, index in reversed(queued):  # commit order must not matter
+        processor.process(job, index)
+    job = service.get("acme", job_id)
+    assert (job["state"], job["rows_total"], job["rows_done"], job["progress"]) == ("succeeded", 600, 600, 1.0)
+    expected = scorer.score_frame(pa.concat_tables([c.table for c in chunks])).to_arrow()
+    got = results(service, job_id)
+    assert got["row"].to_pylist() == list(range(600))
+    assert got.select(expected.column_names).equals(expected)
+    assert service.blobs.staged_files(job_id) == []  # each staged input went when its chunk committed
+
+
+def test_only_committed_chunks_before_the_first_missing_one_are_read(
+    service: JobService, processor: ChunkProcessor, synth_csv: Any, queued: list
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    processor.process(job_id, 0)
+    processor.process(job_id, 2)  # its place in the body is known only once chunk 1 has counted its records
+    first = service.store.outputs(job_id)[0].records
+    assert results(service, job_id)["row"].to_pylist() == list(range(first))
+    processor.process(job_id, 1)
+    assert results(service, job_id).num_rows == sum(o.records for o in service.store.outputs(job_id).values())
+
+
+def test_a_late_attempt_never_replaces_the_committed_files(
+    service: JobService, processor: ChunkProcessor, synth_csv: Any
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    fields = service.store.fields(job_id) or {}
+    late = processor._read(job_id, 0, fields)  # a slow attempt read the input before the first one committed
+    assert processor.process(job_id, 0) == "committed"
+    committed = service.store.outputs(job_id)[0]
+    scored = processor.scorer.score_frame(late.table).to_arrow()
+    no_errors = pa.table({"row": pa.array([], pa.int64())})
+    assert processor._commit(job_id, 0, late, scored, no_errors, 0.1) == "ignored"
+    assert service.store.outputs(job_id) == {0: committed}
+    names = [path.rsplit("/", 1)[1] for path in service.blobs.output_files(job_id)]
+    assert names == [f"0.{committed.token}.res.arrow"]
+
+
+def test_an_unreadable_range_fails_the_job_as_the_api_would_have(
+    service: JobService, processor: ChunkProcessor
+) -> None:
+    header = ",".join(REQUIRED_COLUMNS).encode()
+    job_id = service.create("acme", fmt="csv", header=header)["id"]
+    service.stage_range(job_id, 0, b"\xff\xfe not utf-8\n", "csv")
+    service.seal(job_id, None, 1)
+    assert processor.process(job_id, 0) == "failed"
+    job = service.get("acme", job_id)
+    assert job["state"] == "failed" and job["reason"].startswith("not_utf8: ")
+    assert service.blobs.staged_files(job_id) == []
+
+
+def test_a_worker_that_finds_the_store_full_fails_the_job_and_deletes_its_data(
+    service: JobService, processor: ChunkProcessor, synth_csv: Any
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    processor.process(job_id, 0)
+    service.blobs.reserve_bytes = 1 << 20
+    service.blobs.free_bytes = lambda: 1 << 20  # no room left above the reserve for the next result
+    assert processor.process(job_id, 1) == "failed"
+    job = service.get("acme", job_id)
+    assert job["state"] == "failed" and job["reason"].startswith("insufficient_storage: the blob store has")
+    assert service.blobs.job_ids() == []
+
+
+def test_an_attempt_that_ends_after_its_upload_was_purged_leaves_nothing(
+    service: JobService, processor: ChunkProcessor, synth_csv: Any
+) -> None:
+    job_id = submit_ranges(service, synth_csv, 20_000)
+    late = processor._read(job_id, 0, service.store.fields(job_id) or {})  # read before the upload was cut
+    service.abort_upload(job_id, "upload_incomplete", "cut")
+    assert service.blobs.job_ids() == []
+    scored = processor.scorer.score_frame(late.table).to_arrow()
+    assert processor._commit(job_id, 0, late, scored, pa.table({"row": pa.array([], pa.int64())}), 0.1) == "failed"
+    assert service.blobs.job_ids() == []  # its result file, and the folders writing it made, are gone

@@ -7,8 +7,16 @@ import time
 from typing import Any
 
 from model.readers import Chunk
+from worker.job_store import ChunkOutput
 from worker.jobs import JobService
+from worker.keys import new_job_id
 from worker.reaper import reap_once, try_reap
+
+EMPTY = ChunkOutput("t", 0, False, False)
+
+
+def stuck_after_1s(settings: Any) -> Any:
+    return dataclasses.replace(settings, stuck_job_seconds=1)
 
 
 def staged_job(service: JobService, chunks: list[Chunk], seal: bool) -> str:
@@ -28,7 +36,7 @@ def test_a_lease_older_than_the_time_limit_is_requeued(
     service.store.start_chunk(job_id, 0, f"h|7|{old!r}", 3, ("v", "s"))
     service.store.start_chunk(job_id, 1, f"h|8|{time.time()!r}", 3, ("v", "s"))
     queued.clear()
-    report = reap_once(service.store, settings, service.enqueue)
+    report = reap_once(service.store, service.blobs, settings, service.enqueue)
     assert report.requeued == [(job_id, 0)] and queued == [(job_id, 0)]
     assert list(service.store.leases(job_id)) == [1]
     assert "held the chunk for more than" in service.store.redis.hget(service.store.keys(job_id).reasons, 0).decode()
@@ -36,15 +44,15 @@ def test_a_lease_older_than_the_time_limit_is_requeued(
 
 def test_an_upload_that_went_silent_is_failed(service: JobService, chunks: list[Chunk], settings: Any) -> None:
     job_id = staged_job(service, chunks, seal=False)
-    assert reap_once(service.store, settings, service.enqueue).failed == {}
+    assert reap_once(service.store, service.blobs, settings, service.enqueue).failed == {}
     later = dataclasses.replace(settings, upload_idle_seconds=1)
     time.sleep(1.1)
-    report = reap_once(service.store, later, service.enqueue)
+    report = reap_once(service.store, service.blobs, later, service.enqueue)
     assert list(report.failed) == [job_id]
     job = service.get("acme", job_id)
     assert job["state"] == "failed" and job["reason"].startswith("upload interrupted")
     assert job["reason_code"] == "upload_incomplete" and job["upload"]["results_deleted"]
-    assert [service.store.staged_payload(job_id, i) for i in range(3)] == [None] * 3
+    assert service.blobs.job_ids() == []  # an upload that never ended keeps nothing
     assert job_id not in service.store.active_jobs()
 
 
@@ -56,7 +64,7 @@ def test_a_slow_upload_that_keeps_sending_is_not_failed(
     time.sleep(0.7)
     assert service.touch_upload(job_id)  # bytes of the next chunk still arriving
     time.sleep(0.7)
-    assert reap_once(service.store, later, service.enqueue).failed == {}
+    assert reap_once(service.store, service.blobs, later, service.enqueue).failed == {}
     service.seal(job_id, 600, len(chunks))
     assert not service.touch_upload(job_id), "a sealed upload has no heartbeat to refresh"
 
@@ -73,7 +81,7 @@ def test_reading_a_job_fails_a_dead_upload_without_any_worker(
 def test_a_job_without_progress_is_failed(service: JobService, chunks: list[Chunk], settings: Any) -> None:
     job_id = staged_job(service, chunks, seal=True)
     time.sleep(1.1)
-    report = reap_once(service.store, dataclasses.replace(settings, stuck_job_seconds=1), service.enqueue)
+    report = reap_once(service.store, service.blobs, stuck_after_1s(settings), service.enqueue)
     assert report.failed[job_id].startswith("job stuck")
 
 
@@ -81,29 +89,42 @@ def test_a_job_waiting_behind_a_backlog_is_not_stuck(service: JobService, chunks
     waiting = staged_job(service, chunks, seal=True)
     busy = staged_job(service, chunks, seal=True)
     time.sleep(1.1)
-    service.store.commit_chunk(busy, 0, b"", b"", 0, 0, seconds=0.5)  # the cluster is still making progress
-    report = reap_once(service.store, dataclasses.replace(settings, stuck_job_seconds=1), service.enqueue)
+    service.store.commit_chunk(busy, 0, EMPTY, 0, 0, 0, seconds=0.5)  # the cluster is still making progress
+    report = reap_once(service.store, service.blobs, stuck_after_1s(settings), service.enqueue)
     assert report.failed == {} and service.get("acme", waiting)["state"] == "queued"
     time.sleep(1.1)
-    report = reap_once(service.store, dataclasses.replace(settings, stuck_job_seconds=1), service.enqueue)
+    report = reap_once(service.store, service.blobs, stuck_after_1s(settings), service.enqueue)
     assert set(report.failed) == {waiting, busy}
 
 
 def test_one_pass_per_interval_across_processes(service: JobService, settings: Any) -> None:
-    assert try_reap(service.store, settings, service.enqueue) is not None
-    assert try_reap(service.store, settings, service.enqueue) is None
+    assert try_reap(service.store, service.blobs, settings, service.enqueue) is not None
+    assert try_reap(service.store, service.blobs, settings, service.enqueue) is None
 
 
 def test_chunks_idle_past_the_visibility_timeout_are_requeued_once(
     service: JobService, chunks: list[Chunk], settings: Any, queued: list
 ) -> None:
     job_id = staged_job(service, chunks, seal=True)
-    service.store.commit_chunk(job_id, 0, b"", b"", 0, 0, seconds=None)
+    service.store.commit_chunk(job_id, 0, EMPTY, 0, 0, 0, seconds=None)
     service.store.start_chunk(job_id, 1, f"h|1|{time.time()!r}", 3, ("v", "s"))
     queued.clear()
-    assert reap_once(service.store, settings, service.enqueue).requeued == []
+    assert reap_once(service.store, service.blobs, settings, service.enqueue).requeued == []
     idle = time.time() - settings.visibility_timeout - 1
     service.store.redis.hset(service.store.keys(job_id).job, "last_activity", repr(idle))
-    assert reap_once(service.store, settings, service.enqueue).requeued == [(job_id, 2)]
+    assert reap_once(service.store, service.blobs, settings, service.enqueue).requeued == [(job_id, 2)]
     assert queued == [(job_id, 2)]
-    assert reap_once(service.store, settings, service.enqueue).requeued == []
+    assert reap_once(service.store, service.blobs, settings, service.enqueue).requeued == []
+
+
+def test_the_files_of_expired_jobs_are_deleted_even_when_redis_forgot_the_job(
+    service: JobService, chunks: list[Chunk], settings: Any
+) -> None:
+    live = staged_job(service, chunks, seal=True)
+    expired = new_job_id(int(time.time()) - 1)  # its Redis keys are long gone: only its directory is left
+    service.blobs.write(service.blobs.staged_path(expired, 0, "csv"), b"a,b\n1,2\n")
+    service.blobs.write(service.blobs.output_path(expired, 0, "t", "res"), b"x")
+    report = reap_once(service.store, service.blobs, settings, service.enqueue)
+    assert report.expired_deleted == [expired]
+    assert service.blobs.job_ids() == [live]
+    assert len(service.blobs.staged_files(live)) == len(chunks)

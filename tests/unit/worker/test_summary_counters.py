@@ -12,6 +12,7 @@ import pytest
 from model.errors import RowError
 from model.readers import Chunk
 from model.scoring import Scorer
+from worker.job_store import ChunkOutput
 from worker.jobs import JobService
 from worker.processing import ChunkProcessor
 from worker.staging import errors_table
@@ -41,7 +42,7 @@ def test_merged_counters_equal_pandas_figures_and_redelivery_adds_nothing(
         processor.process(job, index)
     before = service.store.summary_fields(job_id)
     # A duplicate commit of a chunk (a redelivered task that scored it again) is ignored, summary and all.
-    duplicate = service.store.commit_chunk(job_id, 1, b"", b"", 5, 0, seconds=0.1,
+    duplicate = service.store.commit_chunk(job_id, 1, ChunkOutput("late", 5, False, False), 5, 0, 100, seconds=0.1,
                                            summary=ChunkCounters({"rows": 5, "outcome:1": 5}, {"sum:x44": 1.0}))
     assert duplicate == "ignored" and service.store.summary_fields(job_id) == before
     processor.process(*queued[0])
@@ -84,7 +85,7 @@ def test_a_failed_chunk_counts_its_rows_by_code(service: JobService, scorer: Sco
                                                  settings, queued: list) -> None:
     from tests.unit.worker.test_processing import Exploding
 
-    processor = ChunkProcessor(service.store, Exploding(scorer), 1, service.enqueue)
+    processor = ChunkProcessor(service.store, service.blobs, Exploding(scorer), 1, service.enqueue)
     job_id = submit(service, chunks[:1])
     processor.process(job_id, 0)
     fields = service.store.summary_fields(job_id)
