@@ -3,6 +3,7 @@ use, and uploads that fail releasing their key."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import orjson
@@ -84,10 +85,13 @@ def test_a_key_in_use_is_409_with_retry_after(app, make_rows, fake_redis) -> Non
 
 def test_a_failed_upload_releases_its_key(app, make_rows) -> None:
     client = app.test_client()
-    rows = make_rows(20_000)  # about 3 MB: the bad bytes come after the first chunk was staged
-    broken = ndjson(rows) + b"\xff\xfe not utf-8\n"
-    failed = submit(client, broken)
+    rows = make_rows(20_000)  # about 3 MB: the body breaks off after its job was created
+    whole = ndjson(rows)
+    failed = client.post("/v1/jobs", input_stream=io.BytesIO(whole[: len(whole) // 2]),
+                         headers={**KEY_A, "Content-Type": "application/x-ndjson", "Idempotency-Key": "k-1"},
+                         environ_overrides={"CONTENT_LENGTH": str(len(whole))})
     assert failed.status_code == 400
+    assert failed.get_json()["error"]["details"]["job_id"]
     retried = submit(client, ndjson(rows))
     assert retried.status_code == 202
     jobs = {job["id"]: job["state"] for job in client.get("/v1/jobs", headers=KEY_A).get_json()["items"]}
