@@ -218,6 +218,7 @@ def _check_digest(job_id: str, receipt: BodyReceipt, announced: dict[str, bytes]
     received = base64.b64encode(receipt.digests[algorithm]).decode()
     message = (f"the body's {algorithm} digest is :{received}: but Content-Digest announced :{expected}:; "
                f"job {job_id} failed and nothing of it was kept")
+    log.warning("upload of job %s refused: digest_mismatch", job_id)
     services().jobs.abort_upload(job_id, "digest_mismatch", message, bytes_received=receipt.bytes_received)
     raise ApiError(400, "digest_mismatch", message, {
         "job_id": job_id, "algorithm": algorithm, "expected": expected, "received": received,

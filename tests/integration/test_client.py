@@ -4,7 +4,9 @@ job, racing submits with one Idempotency-Key, and one failing request's id in th
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import itertools
 import json
 import re
@@ -235,8 +237,11 @@ def test_a_failing_requests_id_is_in_the_api_and_worker_logs(start_api: Callable
     node = celery_workers.start()
     api = start_api(PREDICTQ_CHUNK_ROWS="2000")
     good = synth_csv(tmp_path, 20_000).read_bytes()
-    response = requests.post(f"{api.url}/v1/jobs", data=good + b"\xff\xfe,not utf-8\n", timeout=60, headers={
-        "Authorization": f"Bearer {KEY}", "Content-Type": "text/csv", "X-Request-Id": "trace-me-4711"})
+    # The whole body arrives and its chunks are scored, but it is not the body the client hashed.
+    wrong = base64.b64encode(hashlib.sha256(b"another body").digest()).decode()
+    response = requests.post(f"{api.url}/v1/jobs", data=good, timeout=60, headers={
+        "Authorization": f"Bearer {KEY}", "Content-Type": "text/csv", "X-Request-Id": "trace-me-4711",
+        "Content-Digest": f"sha-256=:{wrong}:"})
     assert response.status_code == 400
     assert response.headers["X-Request-Id"] == "trace-me-4711"
     assert response.json()["error"]["details"]["request_id"] == "trace-me-4711"
@@ -251,7 +256,7 @@ def test_a_failing_requests_id_is_in_the_api_and_worker_logs(start_api: Callable
     assert len(worker_lines) >= 2
     assert all(f"request_id=trace-me-4711 job_id={job_id}" in line for line in worker_lines), worker_lines
     api_lines = [line for line in api.log.read_text().splitlines() if "trace-me-4711" in line]
-    assert any(f"upload of job {job_id} refused: not_utf8" in line for line in api_lines), api_lines
+    assert any(f"upload of job {job_id} refused: digest_mismatch" in line for line in api_lines), api_lines
     assert any('"POST /v1/jobs HTTP/1.1" 400' in line for line in api_lines), api_lines
 
 
