@@ -15,6 +15,8 @@ waiting as Retry-After says (else an exponential backoff with jitter), within `m
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import random
 import tempfile
@@ -93,6 +95,16 @@ def format_for(path: Path | None, default: str = "csv") -> str:
         return default
     formats = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".parquet": "parquet"}
     return formats.get(path.suffix.lower(), default)
+
+
+def check_received(job: Mapping[str, Any], size: int, sha256: str) -> None:
+    """Raise when the server recorded another body than the one sent (it also checks the Content-Digest sent
+    with it; this guards against a server or proxy that ignores the header)."""
+    upload = job.get("upload") or {}
+    got = (upload.get("bytes_received"), upload.get("sha256"))
+    if got != (None, None) and got != (size, sha256):
+        raise ApiError(0, "upload_mismatch", f"job {job.get('id')} recorded {got[0]} bytes with sha256 {got[1]}, "
+                       f"but {size} bytes with sha256 {sha256} were sent")
 
 
 class ProgressReader:
@@ -316,12 +328,16 @@ class Client:
             else:
                 path, content_type = cleanup.enter_context(_as_csv_file(source)), FORMAT_CONTENT_TYPES["csv"]
             size = path.stat().st_size
+            with path.open("rb") as stream:
+                digest = hashlib.file_digest(stream, "sha256").digest()
 
             def body(stack: ExitStack) -> ProgressReader:
                 return ProgressReader(stack.enter_context(path.open("rb")), size, on_upload)
 
-            answer = self._json("POST", "/v1/jobs", retry=True, body=body, params=params,
-                                headers={"Content-Type": content_type, "Idempotency-Key": key})
+            answer = self._json("POST", "/v1/jobs", retry=True, body=body, params=params, headers={
+                "Content-Type": content_type, "Idempotency-Key": key,
+                "Content-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:"})
+        check_received(answer, size, digest.hex())
         return Job(self, answer)
 
     def job(self, job_id: str) -> Job:

@@ -4,6 +4,8 @@ score() keeping the frame's index."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from werkzeug.serving import make_server
 
 import predictq
 from predictq.client import Client
-from predictq.errors import BadRequest, ConnectionFailed, NotFound, RateLimited, Unavailable, Unprocessable
+from predictq.errors import ApiError, BadRequest, ConnectionFailed, NotFound, RateLimited, Unavailable, Unprocessable
 from predictq.localredis import free_port
 
 
@@ -197,3 +199,20 @@ def test_score_learns_a_lower_server_row_limit(client: Client, script: Script) -
     assert scored["phat"].tolist() == [0.1, 0.2, 0.3, 0.4]
     assert client.sync_rows == 2
     assert [len(orjson.loads(r["body"])) for r in script.seen] == [4, 2, 2]
+
+
+def test_a_submit_sends_the_body_digest_and_checks_what_the_server_recorded(client: Client, script: Script,
+                                                                             tmp_path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"x\n1\n2\n")
+    digest = hashlib.sha256(path.read_bytes())
+    script.queue("/v1/jobs", 202, {"id": "j1", "state": "queued",
+                                   "upload": {"bytes_received": 6, "sha256": digest.hexdigest()}})
+    assert client.submit(path).id == "j1"
+    sent = script.seen[-1]["headers"]["Content-Digest"]
+    assert sent == f"sha-256=:{base64.b64encode(digest.digest()).decode()}:"
+    script.queue("/v1/jobs", 202, {"id": "j2", "state": "queued",
+                                   "upload": {"bytes_received": 6, "sha256": "00" * 32}})
+    with pytest.raises(ApiError) as mismatch:
+        client.submit(path)
+    assert mismatch.value.code == "upload_mismatch" and "j2" in mismatch.value.message
