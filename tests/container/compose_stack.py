@@ -32,6 +32,7 @@ HEALTHY_WITHIN_SECONDS = 180
 # + 60 s (the visibility timeout).
 STACK_SETTINGS = {
     "PREDICTQ_CHUNK_ROWS": "5000",
+    "PREDICTQ_CHUNK_BYTES": "4194304",  # about 23 ranges of the 100,000-row file: work for both workers
     "PREDICTQ_TASK_SOFT_TIME_LIMIT": "10",
     "PREDICTQ_TASK_TIME_LIMIT": "15",
     "PREDICTQ_REAPER_INTERVAL_SECONDS": "5",
