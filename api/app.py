@@ -13,7 +13,7 @@ from api.errors import register_error_handlers
 from api.limits import apply_shared_limit, build_limiter, rate_limited_response
 from api.metrics import api_metrics
 from api.services import EXTENSION_KEY, Services
-from predictq.settings import Settings
+from core.settings import Settings
 
 # The WSGI environ key gunicorn's access log (predictq.gunicorn_edge) reads the matched route from.
 ROUTE_ENVIRON_KEY = "predictq.route"

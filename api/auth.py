@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Request, g, request
 
 from api.errors import ApiError
-from predictq.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 DEFAULT_TENANT = "default"
 HOW_TO_SEND_KEY = "send 'Authorization: Bearer <key>', 'X-API-Key: <key>' or HTTP Basic with the key as user name"

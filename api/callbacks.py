@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Request
 
 from api.errors import ApiError
-from predictq.settings import Settings
-from predictq.webhooks import tenant_defaults
-from worker.webhooks import AllowList, CallbackRefused, check_callback_url
+from core.settings import Settings
+from core.webhooks import tenant_defaults
+from jobs.webhooks import AllowList, CallbackRefused, check_callback_url
 
 
 def requested_callback(req: Request, settings: Settings, tenant: str) -> str | None:

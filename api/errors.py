@@ -11,9 +11,9 @@ from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 from api.request_id import current_request_id
+from jobs.errors import JobExpired, JobNotFound
 from model.errors import ArtifactError, SchemaError
 from model.readers import ReadError
-from worker.errors import JobExpired, JobNotFound
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from flask import Request, Response
 
 from api.errors import ApiError
 from api.responses import json_response
-from predictq.settings import Settings
-from worker.keys import id_expiry
+from core.settings import Settings
+from jobs.keys import id_expiry
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

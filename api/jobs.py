@@ -22,6 +22,7 @@ from api.request_id import current_request_id
 from api.responses import json_response
 from api.services import require_tenant, services
 from api.uploads import BodyReceipt, IncompleteBody, Upload, digest_mismatch, open_upload
+from jobs.blob_store import InsufficientStorage
 from model.memory import release_free_heap
 from model.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
 from model.parquet import check_schema as check_parquet_schema
@@ -31,7 +32,6 @@ from model.prefetch import read_ahead
 from model.ranges import RANGE_FORMATS, RecordRanges, split_records
 from model.readers import READ_BLOCK, Chunk, ReadError, iter_chunks
 from model.writers import iter_encoded
-from worker.blob_store import InsufficientStorage
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")

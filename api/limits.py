@@ -12,7 +12,7 @@ from flask_limiter.errors import RateLimitExceeded
 
 from api.auth import rate_limit_identity
 from api.errors import ApiError, error_response
-from predictq.settings import Settings
+from core.settings import Settings
 
 # Seconds a client is asked to wait when the queue is over its row budget.
 BACKPRESSURE_RETRY_AFTER = 30

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from api.jobs import CURSOR_RE
+from core.settings import Settings
+from core.version import VERSION as __version__
 from model.parquet import MEDIA_TYPE as PARQUET
 from model.schema import REQUIRED_COLUMNS
-from predictq import __version__
-from predictq.settings import Settings
 
 JSON = "application/json"
 STATES = ["queued", "running", "succeeded", "failed", "cancelled", "expired"]
@@ -183,7 +183,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
 
 
 def _summary_schema() -> dict[str, Any]:
-    """The job summary (worker.summary.assemble): scores, outcome share, inputs beside training, drift."""
+    """The job summary (jobs.summary.assemble): scores, outcome share, inputs beside training, drift."""
     number, count = {"type": ["number", "null"]}, {"type": "integer", "minimum": 0}
     counts = {"type": "object", "additionalProperties": count}
     level = {"type": "object", "required": ["level", "count", "share", "training_share"],

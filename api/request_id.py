@@ -8,7 +8,7 @@ import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
-from predictq.logging_context import request_id_var
+from core.logging_context import request_id_var
 
 HEADER = "X-Request-Id"
 # What a client may choose: short, printable, nothing that could split a log line or a header.

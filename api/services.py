@@ -11,9 +11,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from api.auth import KeyRing, authenticate
+from core.settings import Settings
+from jobs.service import JobService
 from model.scoring import Scorer, load_scorer
-from predictq.settings import Settings
-from worker.jobs import JobService
+from worker.dispatch import job_service
 
 EXTENSION_KEY = "predictq"
 
@@ -56,11 +57,11 @@ class Services:
 
     @property
     def jobs(self) -> JobService:
-        """The worker layer's JobService on the shared Redis."""
+        """The JobService on the shared Redis, queueing to Celery."""
         if self._jobs is None:
             with self._lock:
                 if self._jobs is None:
-                    self._jobs = JobService(self.redis, self.settings)
+                    self._jobs = job_service(self.redis, self.settings)
         return self._jobs
 
 

@@ -11,7 +11,7 @@ from api.errors import ApiError
 from api.jobs import JOB_ID_RE
 from api.responses import json_response
 from api.services import require_tenant, services
-from worker.summary import DriftThresholds, assemble
+from jobs.summary import DriftThresholds, assemble
 
 bp = Blueprint("summary", __name__)
 bp.before_request(require_tenant)

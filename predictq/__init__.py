@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from core.version import VERSION as __version__
+
 __all__ = ["Client", "Job", "__version__"]
 
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:1313"
 UPLOAD_BLOCK_BYTES = 256 * 1024
 DOWNLOAD_BLOCK_BYTES = 256 * 1024
-# Job states after which nothing changes any more (worker.job_store.CLOSED_STATES); anything else is still moving.
+# Job states after which nothing changes any more (jobs.job_store.CLOSED_STATES); anything else is still moving.
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 FORMAT_CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json",
                         "parquet": "application/vnd.apache.parquet"}

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from predictq.settings import Settings
+from core.settings import Settings
 
 DEV_TENANT = "local"
 

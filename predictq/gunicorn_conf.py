@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from predictq.settings import Settings
+from core.settings import Settings
 
 _settings = Settings.from_env()
 

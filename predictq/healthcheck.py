@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
+from core.settings import Settings
 from predictq.localredis import redis_answers
-from predictq.settings import Settings
 
 ROLES = ("api", "worker", "redis", "model")
 

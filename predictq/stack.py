@@ -17,9 +17,9 @@ from pathlib import Path
 
 import requests
 
+from core.settings import Settings
 from predictq.devkey import DEV_TENANT
 from predictq.localredis import free_port, redis_answers, redis_server_argv
-from predictq.settings import Settings
 
 WSGI_TARGET = "api.wsgi:app"
 CELERY_APP = "worker.celery_app"

@@ -10,11 +10,11 @@ from typing import Any
 
 from celery import Celery
 
-from predictq.settings import Settings
+from core.settings import Settings
 
 SCORE_CHUNK = "predictq.score_chunk"
 DELIVER_WEBHOOK = "predictq.deliver_webhook"
-# Celery's own formats with the request and job ids of the task being run (see predictq.logging_context).
+# Celery's own formats with the request and job ids of the task being run (see core.logging_context).
 WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(log_context)s%(message)s"
 WORKER_TASK_LOG_FORMAT = ("[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: "
                           "%(log_context)s%(message)s")

@@ -1,24 +1,24 @@
-"""Celery tasks (thin: ids in, job logic in worker.processing) and the per-process worker runtime."""
+"""Celery tasks (thin: ids in, job logic in jobs.processing) and the per-process worker runtime."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery import signals
 
+from core.logging_context import add_filter, job_id_var, request_id_var
+from core.settings import Settings
+from jobs.blob_store import BlobStore
+from jobs.job_store import JobStore
+from jobs.processing import ChunkProcessor
+from jobs.reaper import ReaperThread
+from jobs.webhooks import deliver
 from model.memory import use_returning_arrow_pool
-from predictq.logging_context import add_filter, job_id_var, request_id_var
-from predictq.settings import Settings
-from worker.blob_store import BlobStore
 from worker.celery_app import DELIVER_WEBHOOK, SCORE_CHUNK, app
-from worker.job_store import JobStore
-from worker.processing import ChunkProcessor, Enqueue
-from worker.reaper import ReaperThread
-from worker.webhooks import deliver
+from worker.dispatch import enqueue_for, notify_for
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +28,6 @@ _processor_lock = threading.Lock()
 _preloaded_scorer: Any = None
 _reaper: ReaperThread | None = None
 _webhook_store: JobStore | None = None
-
-
-def enqueue_for(celery_app: Any, queue: str) -> Enqueue:
-    """A function that queues score_chunk(job_id, index) on `queue` through `celery_app`."""
-
-    def enqueue(job_id: str, index: int) -> None:
-        celery_app.send_task(SCORE_CHUNK, args=(job_id, index), queue=queue)
-
-    return enqueue
-
-
-def notify_for(celery_app: Any, queue: str) -> Callable[[str], None]:
-    """A function that queues the first delivery attempt of a closed job's webhook on `queue`."""
-
-    def notify(job_id: str) -> None:
-        celery_app.send_task(DELIVER_WEBHOOK, args=(job_id, 1), queue=queue)
-
-    return notify
 
 
 def job_store(settings: Settings) -> JobStore:

@@ -13,8 +13,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from core.settings import Settings, SettingsError
 from model.errors import PredictqError, RowError
-from predictq.settings import Settings, SettingsError
 
 _MODEL_HELP = "Model artifact (file or directory) [default: $PREDICTQ_MODEL_PATH, else the approved model]."
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
+from core.settings import Settings, SettingsError
 from predictq.devkey import DEV_TENANT, ensure_dev_key, needs_dev_key
 from predictq.localredis import RedisUnavailable
-from predictq.settings import Settings, SettingsError
 from predictq.stack import Stack, StackError, celery_worker_argv, gunicorn_argv
 
 

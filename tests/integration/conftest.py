@@ -35,11 +35,12 @@ import pyarrow.compute as pc
 import pytest
 import redis
 
+from core.settings import Settings
+from jobs.service import JobService
+from jobs.staging import ERROR_SCHEMA
 from model.ranges import parse_range, split_records
 from model.readers import iter_chunks
-from predictq.settings import Settings
-from worker.jobs import JobService
-from worker.staging import ERROR_SCHEMA
+from worker.dispatch import job_service as celery_job_service
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
@@ -198,7 +199,7 @@ def worker_env(worker_settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def job_service(worker_settings: Settings) -> JobService:
     """The API-side JobService on the test's settings."""
-    return JobService(redis.Redis.from_url(worker_settings.redis_url), worker_settings)
+    return celery_job_service(redis.Redis.from_url(worker_settings.redis_url), worker_settings)
 
 
 @dataclass
@@ -233,7 +234,7 @@ class JobDriver:
         settings = dataclasses.replace(self.service.settings, **changes)
         same_server = settings.redis_url == self.service.settings.redis_url
         client = self.service.store.redis if same_server else redis.Redis.from_url(settings.redis_url)
-        return JobDriver(JobService(client, settings))
+        return JobDriver(celery_job_service(client, settings))
 
     def submit(self, source: Path | bytes, fmt: str, scorer: Any, *, tenant: str = "acme",
                passthrough: str | None = None, seal: bool = True, max_chunks: int | None = None,

@@ -1,6 +1,6 @@
 """A job summary recomputed independently, with pandas, from the job's input file and its downloaded results.
 
-Nothing here uses the model's cleaner or worker.summary: the input is read with pandas, money is parsed with
+Nothing here uses the model's cleaner or jobs.summary: the input is read with pandas, money is parsed with
 pandas string methods, and the figures are taken over the rows the results say were scored.
 """
 

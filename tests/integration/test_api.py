@@ -16,8 +16,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from core.settings import Settings
 from model.synth import iter_synth
-from predictq.settings import Settings
 
 KEY_A, KEY_B = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
 FINAL = {"succeeded", "failed", "cancelled"}

@@ -19,8 +19,8 @@ import pytest
 import redis
 import requests
 
+from core.settings import Settings
 from model.synth import iter_synth
-from predictq.settings import Settings
 from tests.integration.servers import ApiServer, gunicorn_server
 
 KEY = {"Authorization": "Bearer server-key"}

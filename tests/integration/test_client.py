@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 import requests
 
+from core.settings import Settings
 from model.synth import iter_synth
 from predictq.client import Client
 from predictq.errors import NotFound
-from predictq.settings import Settings
 from tests.integration.servers import ApiServer, gunicorn_server
 
 ROOT = Path(__file__).resolve().parents[2]

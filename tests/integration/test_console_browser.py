@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import requests
 
+from core.settings import Settings
 from model.synth import write_synth
-from predictq.settings import Settings
 from tests.integration.servers import ApiServer, gunicorn_server
 
 pytestmark = pytest.mark.slow

@@ -26,9 +26,9 @@ import orjson
 import pytest
 import requests
 
+from core.settings import Settings
 from model.synth import write_synth
 from predictq.localredis import free_port
-from predictq.settings import Settings
 from tests.integration.servers import ApiServer, gunicorn_server
 
 ROOT = Path(__file__).resolve().parents[2]

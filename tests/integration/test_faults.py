@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import redis
 
+from core.settings import Settings
 from model.ranges import parse_range, split_records
 from model.synth import write_synth
 from predictq.localredis import PrivateRedis
-from predictq.settings import Settings
 from tests.integration.summary_check import assert_summary_matches, read_input, summary_via_api
 
 pytestmark = pytest.mark.slow
@@ -195,11 +195,11 @@ UPLOADER = textwrap.dedent(
     import redis
     from model.ranges import split_records
     from model.schema import REQUIRED_COLUMNS
-    from predictq.settings import Settings
-    from worker.jobs import JobService
+    from core.settings import Settings
+    from worker.dispatch import job_service
 
     settings = Settings.from_env()
-    service = JobService(redis.Redis.from_url(settings.redis_url), settings)
+    service = job_service(redis.Redis.from_url(settings.redis_url), settings)
     with open(sys.argv[1], "rb") as stream:
         body = split_records(stream, "csv", target_bytes=settings.chunk_bytes, columns=list(REQUIRED_COLUMNS))
         job_id = service.create("acme", fmt="csv", header=body.header)["id"]

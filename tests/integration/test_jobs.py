@@ -14,10 +14,10 @@ import pyarrow.compute as pc
 import pytest
 import redis
 
+from core.settings import Settings
+from jobs.errors import JobExpired
+from jobs.keys import metrics_key, reaper_lock
 from model.synth import write_synth
-from predictq.settings import Settings
-from worker.errors import JobExpired
-from worker.keys import metrics_key, reaper_lock
 
 SYNTH_ROWS = 100_000
 

@@ -15,9 +15,9 @@ import pyarrow.fs as pafs
 import pytest
 import requests
 
+from core.settings import Settings
 from model.synth import write_synth
 from predictq.localredis import free_port
-from predictq.settings import Settings
 
 pytest.importorskip("moto", reason="moto[server] is a test dependency: pip install -e .[test]")
 

@@ -15,7 +15,7 @@ from schemathesis import GenerationMode
 from schemathesis.config._checks import NegativeDataRejectionConfig
 
 from api.app import create_app
-from predictq.settings import Settings
+from core.settings import Settings
 
 KEY_A, KEY_B = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
 FOREIGN_ROWS = b"x5,x12,x31,x44,x53,x56,x58,x62,x81,x91\nmonday,$1.00,asia,1,2,3,4,5,July,6\n"

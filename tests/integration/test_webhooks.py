@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
+from core.webhooks import verify
+from jobs.service import JobService
+from jobs.webhooks import FINAL_WEBHOOK_STATES
 from model.readers import iter_chunks
 from model.synth import iter_synth
-from predictq.settings import Settings
-from predictq.webhooks import verify
-from worker.jobs import JobService
-from worker.webhooks import FINAL_WEBHOOK_STATES
 
 SECRET = "whsec_" + base64.b64encode(b"integration-test-secret-32-bytes").decode()
 

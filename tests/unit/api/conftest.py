@@ -13,12 +13,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from model.scoring import Scorer, load_scorer
-from predictq.settings import Settings
-from worker.blob_store import BlobStore
-from worker.job_store import JobStore
-from worker.jobs import JobService
-from worker.processing import ChunkProcessor
+from core.settings import Settings
+from jobs.blob_store import BlobStore
+from jobs.job_store import JobStore
+from jobs.processing import ChunkProcessor
+from jobs.service import JobService
+from model.scoring import Scorer
 
 GOOD_ROW: dict[str, Any] = {
     "x5": "monday", "x12": "$1,234.50", "x31": "asia", "x44": 0.5, "x53": 1.25,
@@ -30,12 +30,6 @@ GOOD_ROW: dict[str, Any] = {
 def good_row() -> dict[str, Any]:
     """A synthetic row the approved model scores (not a real row)."""
     return dict(GOOD_ROW)
-
-
-@pytest.fixture(scope="session")
-def scorer() -> Scorer:
-    """The approved model, loaded once for every API unit test."""
-    return load_scorer()
 
 
 @pytest.fixture

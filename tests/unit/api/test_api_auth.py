@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from api.auth import KeyRing, key_digest, parse_key_specs
-from predictq.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 
 def test_parse_key_specs_accepts_commas_newlines_and_comments() -> None:

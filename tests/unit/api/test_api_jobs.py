@@ -11,7 +11,7 @@ import orjson
 import pyarrow.fs as pafs
 import pytest
 
-from worker.keys import new_job_id
+from jobs.keys import new_job_id
 
 KEY_A, KEY_B = {"X-API-Key": "ka"}, {"X-API-Key": "kb"}
 

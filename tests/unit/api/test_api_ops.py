@@ -15,8 +15,8 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from api.auth import KeyRing
 from api.services import Services
-from predictq.settings import Settings
-from worker.jobs import JobService
+from core.settings import Settings
+from jobs.service import JobService
 
 
 def test_healthz(client) -> None:

@@ -7,8 +7,8 @@ import base64
 import orjson
 import pytest
 
-from predictq.settings import Settings, SettingsError
-from predictq.webhooks import tenant_defaults
+from core.settings import Settings, SettingsError
+from core.webhooks import tenant_defaults
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef").decode()
 HOOKS = {"webhook_secret": SECRET, "webhook_allowed_hosts": "hooks.example.com"}

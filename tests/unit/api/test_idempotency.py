@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from api import idempotency
-from worker.jobs import JobService
+from jobs.service import JobService
 
 KEY_A, KEY_B = {"X-API-Key": "ka"}, {"X-API-Key": "kb"}
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from api.request_id import accepted_id
-from predictq.logging_context import LogContextFilter, log_context
+from core.logging_context import LogContextFilter, log_context
 
 
 def test_every_answer_carries_a_fresh_id(client) -> None:

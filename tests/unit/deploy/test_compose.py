@@ -162,14 +162,14 @@ def test_env_example_documents_every_variable_compose_reads(
 
 def test_every_predictq_variable_in_env_example_is_read_by_settings(env_example: dict[str, str], root: Path) -> None:
     """A misspelt variable in .env.example would be silently ignored."""
-    source = (root / "predictq" / "settings.py").read_text(encoding="utf-8")
+    source = (root / "core" / "settings.py").read_text(encoding="utf-8")
     unknown = {name for name in env_example if name.startswith("PREDICTQ_") and f'"{name}"' not in source}
     assert unknown == {"PREDICTQ_IMAGE_TAG"}  # the only one compose reads itself (the image tag)
 
 
 def test_every_service_setting_reaches_the_containers(compose_raw: dict[str, Any], root: Path) -> None:
     """A setting that compose does not pass on would be silently ignored under Docker."""
-    source = (root / "predictq" / "settings.py").read_text(encoding="utf-8")
+    source = (root / "core" / "settings.py").read_text(encoding="utf-8")
     read = set(re.findall(r'"((?:PREDICTQ_|REDIS_)[A-Z0-9_]+)"', source))
     client_or_local = {"PREDICTQ_DEV_KEY_FILE", "PREDICTQ_PORT"}  # set per service / fixed inside the image
     passed = set(compose_raw["x-predictq"]["environment"]).union(

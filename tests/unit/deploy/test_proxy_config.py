@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from api.app import create_app
-from predictq.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture(scope="module")

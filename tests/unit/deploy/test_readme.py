@@ -14,7 +14,7 @@ def readme(root: Path) -> str:
 
 
 def test_every_variable_settings_reads_is_in_the_configuration_table(readme: str, root: Path) -> None:
-    source = (root / "predictq" / "settings.py").read_text(encoding="utf-8")
+    source = (root / "core" / "settings.py").read_text(encoding="utf-8")
     read = set(re.findall(r'env(?:\.get)?\(\s*(?:env,\s*)?"([A-Z][A-Z0-9_]+)"', source))
     read |= set(re.findall(r'_(?:int|str)\(env, "([A-Z][A-Z0-9_]+)"', source))
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]

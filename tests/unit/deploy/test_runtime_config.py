@@ -123,7 +123,7 @@ def test_every_non_python_file_in_the_packages_is_package_data(root: Path) -> No
     config = tomllib.loads((root / "pyproject.toml").read_text())
     package_data = config["tool"]["setuptools"]["package-data"]
     missing = []
-    for package in ("api", "worker", "model", "predictq"):
+    for package in config["tool"]["importlinter"]["root_packages"]:
         for path in (root / package).rglob("*"):
             if not path.is_file() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
                 continue

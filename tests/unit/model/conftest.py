@@ -6,14 +6,6 @@ from typing import Any
 
 import pytest
 
-from model.scoring import Scorer, load_scorer
-
-
-@pytest.fixture(scope="session")
-def scorer() -> Scorer:
-    """The approved model, as shipped."""
-    return load_scorer()
-
 
 @pytest.fixture
 def record() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from predictq.settings import Settings
+from core.settings import Settings
 from worker.celery_app import SCORE_CHUNK, create_app
 
 
@@ -32,7 +32,7 @@ def test_the_task_takes_ids_and_is_registered_by_name() -> None:
 
 
 def test_enqueue_sends_ids_to_the_configured_queue() -> None:
-    from worker.tasks import enqueue_for
+    from worker.dispatch import enqueue_for
 
     sent: list[tuple[Any, ...]] = []
 
@@ -47,7 +47,7 @@ def test_enqueue_sends_ids_to_the_configured_queue() -> None:
 def test_the_module_app_reads_the_environment_only_when_configured(monkeypatch: Any) -> None:
     import pytest
 
-    from predictq.settings import SettingsError
+    from core.settings import SettingsError
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/7")
     app = create_app()  # nothing read yet: a bad variable would only fail when the worker starts
