@@ -63,7 +63,7 @@ def _error_envelope(code: dict[str, Any], details: dict[str, Any]) -> dict[str, 
 def _schemas(settings: Settings) -> dict[str, Any]:
     record = {
         "type": "object",
-        "description": "One input row: the exercise's raw columns x0..x99. The model reads "
+        "description": "One input row: the raw columns x0..x99. The model reads "
         f"{', '.join(REQUIRED_COLUMNS)}; other keys are accepted and ignored. Values are numbers, numeric text "
         "('$1,234.50', '62.5%', '1e3') or, for x5/x31/x81, a known level; null is missing. A row whose values "
         "cannot be used (an unknown level, Infinity, a number past float64) is a row error naming the column, never "

@@ -1,4 +1,4 @@
-"""The exercise's raw input schema: column names, the encoded-string columns, and the approved model's needs."""
+"""The model's raw input schema: column names, the encoded-string columns, and the approved model's needs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Synthetic rows of the exercise schema, labelled by the approved GLM, generated and written in chunks.
+"""Synthetic rows of the model's input schema, labelled by the approved GLM, generated and written in chunks.
 
 Numeric columns are independent draws (normal, or uniform where the real column is flat) with the reference
 means and variances and missing rates; categoricals follow the real level frequencies; x12 is written as

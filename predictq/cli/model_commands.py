@@ -68,7 +68,7 @@ def train(train_csv: Path, out_dir: Path) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output file: .csv, .ndjson (.jsonl) or .json.")
 def synth(rows: int, seed: int, output: Path) -> None:
-    """Write synthetic rows of the exercise schema, labelled by the approved model, streaming."""
+    """Write synthetic rows of the model's input schema, labelled by the approved model, streaming."""
     from model.synth import write_synth
 
     try:

@@ -1,4 +1,4 @@
-"""Fixtures of the model tests: the approved scorer and a clean record of the exercise schema."""
+"""Fixtures of the model tests: the approved scorer and a clean record of the model's input schema."""
 
 from __future__ import annotations
 
