@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 import redis
 
+from core.clock import Clock, system_clock
 from jobs.chunk_metrics import ChunkMetrics, bucket_field
 from jobs.keys import JobKeys, active_index, live_index, metrics_key, new_job_id, tenant_index
 from jobs.summary import ChunkCounters
@@ -96,14 +96,18 @@ class StartDecision:
 class JobStore:
     """Job state in Redis under `prefix`; needs a client with `decode_responses=False` (payloads are binary)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, on_closed: Callable[[str], None] | None = None) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, on_closed: Callable[[str], None] | None = None,
+                 clock: Clock = system_clock) -> None:
         """`on_closed(job_id)` is called once per job with a callback URL, by whichever call closed it
-        (seal, close, or the commit of its last chunk), to queue the job's webhook."""
+        (seal, close, or the commit of its last chunk), to queue the job's webhook. `clock` gives every time
+        the store records (the Lua scripts take "now" as an argument, never Redis's TIME), and the expiry it
+        sets; the reaper and the job service judge ages by the same clock."""
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the job store needs a Redis client with decode_responses=False")
         self.redis = client
         self.prefix = prefix
         self.on_closed = on_closed
+        self.clock = clock
         self._scripts = {
             name: client.register_script(_script_text(name))
             for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
@@ -120,7 +124,7 @@ class JobStore:
 
     def create(self, tenant: str, fields: dict[str, str], ttl_seconds: int) -> tuple[str, float, int]:
         """Store a new queued job; returns (job id, created_at, expires_at epoch seconds)."""
-        now = time.time()
+        now = self.clock()
         expires_at = int(now) + ttl_seconds
         job_id = new_job_id(expires_at)
         created_us = int(now * 1_000_000)
@@ -141,7 +145,7 @@ class JobStore:
         or 'gone'."""
         k = self.keys(job_id)
         reply = self._run("stage_chunk", [k.job, k.chunks],
-                          [index, kind, size, "" if records is None else records, repr(time.time())])
+                          [index, kind, size, "" if records is None else records, repr(self.clock())])
         return _text(reply)
 
     def seal(self, job_id: str, rows_total: int | None, chunks_total: int,
@@ -151,7 +155,7 @@ class JobStore:
         k = self.keys(job_id)
         flat = [str(item) for pair in (record or {}).items() for item in pair]
         reply = self._run("seal_job", [k.job, active_index(self.prefix)],
-                          [job_id, "" if rows_total is None else rows_total, chunks_total, repr(time.time()),
+                          [job_id, "" if rows_total is None else rows_total, chunks_total, repr(self.clock()),
                            *flat])
         return self._after(job_id, _text(reply))
 
@@ -166,7 +170,7 @@ class JobStore:
         k = self.keys(job_id)
         flat = [str(item) for pair in (record or {}).items() for item in pair]
         reply = self._run("close_job", [k.job, active_index(self.prefix), k.outputs, k.summary],
-                          [job_id, state, code, reason, repr(time.time()), "1" if purge else "0", *flat])
+                          [job_id, state, code, reason, repr(self.clock()), "1" if purge else "0", *flat])
         return self._after(job_id, _text(reply))
 
     def start_chunk(
@@ -175,7 +179,7 @@ class JobStore:
         """Count an attempt and take the chunk's lease, or say why the chunk must not be scored."""
         k = self.keys(job_id)
         reply = self._run("start_chunk", [k.job, k.committed, k.attempts, k.leases, k.reasons],
-                          [index, lease, repr(time.time()), max_attempts, model[0], model[1]])
+                          [index, lease, repr(self.clock()), max_attempts, model[0], model[1]])
         action = _text(reply[0])
         if action == "run":
             return StartDecision(action, int(reply[1]))
@@ -195,7 +199,7 @@ class JobStore:
         k = self.keys(job_id)
         timing = ["", ""] if seconds is None else [repr(float(seconds)), bucket_field(seconds)]
         keys = [k.job, k.committed, k.outputs, k.leases, active_index(self.prefix), metrics_key(self.prefix)]
-        args = [job_id, index, output.text(), rows_scored, rows_failed, output.records, size, repr(time.time()),
+        args = [job_id, index, output.text(), rows_scored, rows_failed, output.records, size, repr(self.clock()),
                 *timing]
         if summary is not None:
             keys, args = [*keys, k.summary], [*args, *summary.as_args()]
@@ -230,11 +234,11 @@ class JobStore:
 
     def touch_upload(self, job_id: str) -> bool:
         """Refresh an open upload's heartbeat (False when the job is sealed, closed or gone)."""
-        return bool(self._run("touch_upload", [self.keys(job_id).job], [repr(time.time())]))
+        return bool(self._run("touch_upload", [self.keys(job_id).job], [repr(self.clock())]))
 
     def mark_requeued(self, job_id: str) -> bool:
         """Note that the job's orphaned chunks were requeued now (False when the job is gone)."""
-        return bool(self._run("mark_requeued", [self.keys(job_id).job], [repr(time.time())]))
+        return bool(self._run("mark_requeued", [self.keys(job_id).job], [repr(self.clock())]))
 
     def request_id(self, job_id: str) -> str | None:
         """The id of the request that submitted the job (for log lines), or None."""
@@ -244,7 +248,7 @@ class JobStore:
     def mark_purged(self, job_id: str) -> bool:
         """Forget the job's results (their files are deleted by the caller) and note when (False when gone)."""
         k = self.keys(job_id)
-        return bool(self._run("mark_purged", [k.job, k.outputs], [repr(time.time())]))
+        return bool(self._run("mark_purged", [k.job, k.outputs], [repr(self.clock())]))
 
     def fields(self, job_id: str) -> dict[str, str] | None:
         """The job hash as text, or None when no such job is stored."""
@@ -302,7 +306,7 @@ class JobStore:
     def state_counts(self) -> dict[str, int]:
         """Live (unexpired) jobs by state; forgets expired ones from the live index first."""
         live = live_index(self.prefix)
-        self.redis.zremrangebyscore(live, "-inf", int(time.time()))
+        self.redis.zremrangebyscore(live, "-inf", int(self.clock()))
         job_ids = [_text(m) for m in self.redis.zrange(live, 0, -1)]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:

@@ -44,9 +44,9 @@ class ChunkInput:
     records: int
 
 
-def lease_text() -> str:
-    """This process's lease prefix: "hostname|pid|started_at" (the store appends the attempt number)."""
-    return f"{socket.gethostname()}|{os.getpid()}|{time.time()!r}"
+def lease_text(now: float) -> str:
+    """This process's lease prefix taken at `now`: "hostname|pid|started_at" (the store appends the attempt)."""
+    return f"{socket.gethostname()}|{os.getpid()}|{now!r}"
 
 
 def result_table(scored: Any, inputs: pa.Table, passthrough: str | None) -> pa.Table:
@@ -91,7 +91,7 @@ class ChunkProcessor:
 
     def process(self, job_id: str, index: int) -> str:
         """Handle one delivery of chunk `index` of `job_id`; returns what happened (for logs and tests)."""
-        lease = lease_text()
+        lease = lease_text(self.store.clock())
         decision = self.store.start_chunk(
             job_id, index, lease, self.max_attempts, (str(self.scorer.version), str(self.scorer.sha256))
         )

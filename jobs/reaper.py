@@ -3,13 +3,13 @@ deletes the blob-store directories of expired jobs (Redis expires a job's keys b
 
 It needs no extra service: every worker's main process runs `ReaperThread`, and a Redis lock (SET NX EX)
 lets one pass run per interval across the whole cluster. `JobService.get` also checks the job it reads.
+Ages are judged by the store's clock (`JobStore.clock`), the one that stamped the times they compare.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +62,7 @@ def stuck_reason(
 def fail_if_stuck(store: JobStore, blobs: BlobStore, settings: Settings, job_id: str,
                   fields: dict[str, str]) -> str | None:
     """Fail the job when `stuck_reason` says so (deleting its staged inputs); returns the reason given."""
-    stuck = stuck_reason(fields, settings, time.time(), store.last_cluster_commit)
+    stuck = stuck_reason(fields, settings, store.clock(), store.last_cluster_commit)
     if stuck is None:
         return None
     code, reason = stuck
@@ -116,13 +116,13 @@ def reap_once(store: JobStore, blobs: BlobStore, settings: Settings, enqueue: En
             store.forget_active(job_id)
             report.forgotten.append(job_id)
             continue
-        now = time.time()
+        now = store.clock()
         report.requeued += [(job_id, i) for i in requeue_stale_leases(store, settings, job_id, enqueue, now)]
         report.requeued += [(job_id, i) for i in requeue_orphans(store, settings, job_id, fields, enqueue, now)]
         reason = fail_if_stuck(store, blobs, settings, job_id, fields)
         if reason is not None:
             report.failed[job_id] = reason
-    report.expired_deleted = delete_expired(blobs, time.time())
+    report.expired_deleted = delete_expired(blobs, store.clock())
     return report
 
 

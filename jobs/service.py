@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import redis
 
+from core.clock import Clock, system_clock
 from core.settings import Settings
 from jobs.blob_store import BlobStore, Buffer, Deleted
 from jobs.errors import JobExpired, JobNotFound
@@ -134,9 +134,11 @@ class JobService:
     """
 
     def __init__(self, redis_client: redis.Redis, settings: Settings, *, enqueue: Enqueue | None = None,
-                 notify: Callable[[str], None] | None = None, blobs: BlobStore | None = None) -> None:
+                 notify: Callable[[str], None] | None = None, blobs: BlobStore | None = None,
+                 clock: Clock = system_clock) -> None:
+        """`clock` is the store's: every time recorded, every expiry and age judged (see `JobStore`)."""
         self.settings = settings
-        self.store = JobStore(redis_client, settings.key_prefix, on_closed=self.notify)
+        self.store = JobStore(redis_client, settings.key_prefix, on_closed=self.notify, clock=clock)
         self.blobs = blobs or BlobStore.from_uri(settings.store_uri, settings.store_reserve_bytes)
         self._enqueue = enqueue
         self._notify = notify
@@ -283,7 +285,7 @@ class JobService:
         score_text, _, after_id = (cursor or "").partition(":")
         max_score = int(score_text) if score_text.isdigit() else None
         entries = self.store.tenant_page(tenant, str(max_score) if max_score else "+inf", limit + 1 + TIE_SLACK)
-        now = time.time()
+        now = self.store.clock()
         entries = [
             (job_id, score) for job_id, score in entries
             # Equal scores come in descending id order: those at or above the cursor's id were already returned.
@@ -389,7 +391,7 @@ class JobService:
         expiry = id_expiry(job_id)
         if expiry is None:
             raise JobNotFound(job_id)
-        if expiry <= time.time():
+        if expiry <= self.store.clock():
             raise JobExpired(job_id, _iso(expiry) or "")
         fields = self._fields(job_id)
         if fields.get("tenant") != tenant:
@@ -399,10 +401,10 @@ class JobService:
     def _missing(self, job_id: str) -> Exception:
         """JobExpired when the id's expiry is (nearly) past, else JobNotFound."""
         expiry = id_expiry(job_id)
-        if expiry is not None and expiry <= time.time() + CLOCK_SKEW_SECONDS:
+        if expiry is not None and expiry <= self.store.clock() + CLOCK_SKEW_SECONDS:
             return JobExpired(job_id, _iso(expiry) or "")
         return JobNotFound(job_id)
 
     def _render(self, job_id: str, fields: dict[str, str]) -> dict[str, Any]:
-        return render_job(job_id, fields, time.time())
+        return render_job(job_id, fields, self.store.clock())
 

@@ -16,6 +16,7 @@ from jobs.service import JobService
 from model.readers import Chunk, iter_chunks
 from model.scoring import Scorer
 from model.synth import write_synth
+from tests.support.clock import FakeClock
 
 SYNTH_ROWS = 600
 CHUNK_ROWS = 200
@@ -58,9 +59,16 @@ def queued() -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def service(client: fakeredis.FakeRedis, settings: Settings, queued: list[tuple[str, int]]) -> JobService:
-    """JobService whose queue is the `queued` list."""
-    return JobService(client, settings, enqueue=lambda job_id, index: queued.append((job_id, index)))
+def clock() -> FakeClock:
+    """The job store's clock: tests advance it instead of sleeping."""
+    return FakeClock()
+
+
+@pytest.fixture
+def service(client: fakeredis.FakeRedis, settings: Settings, queued: list[tuple[str, int]],
+            clock: FakeClock) -> JobService:
+    """JobService whose queue is the `queued` list and whose clock is `clock`."""
+    return JobService(client, settings, enqueue=lambda job_id, index: queued.append((job_id, index)), clock=clock)
 
 
 @pytest.fixture

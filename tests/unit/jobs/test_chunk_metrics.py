@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import fakeredis
 import pytest
@@ -14,6 +13,7 @@ from jobs.keys import broker_queue_lists, live_index, metrics_key
 from jobs.processing import ChunkProcessor
 from jobs.service import JobService
 from model.readers import Chunk
+from tests.support.clock import FakeClock
 
 
 def new_staged_job(store: JobStore, chunks: int = 2, rows: int = 10) -> str:
@@ -106,7 +106,7 @@ def test_a_chunk_failed_after_its_attempts_counts_as_failed_without_latency(
 
 
 def test_state_counts_cover_every_live_job_and_forget_expired_ones(
-    service: JobService, client: fakeredis.FakeRedis
+    service: JobService, client: fakeredis.FakeRedis, clock: FakeClock
 ) -> None:
     store = service.store
     running = new_staged_job(store)
@@ -117,7 +117,7 @@ def test_state_counts_cover_every_live_job_and_forget_expired_ones(
     expired = new_staged_job(store)
     # An expired job's hash is gone; its entry in the live index is dropped at the next count.
     client.delete(store.keys(expired).job)
-    client.zadd(live_index(store.prefix), {expired: int(time.time()) - 1})
+    client.zadd(live_index(store.prefix), {expired: int(clock()) - 1})
     assert service.state_counts() == {"queued": 1, "running": 1, "cancelled": 1}
     assert client.zscore(live_index(store.prefix), expired) is None
 

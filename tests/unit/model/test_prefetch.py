@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -46,11 +45,11 @@ def test_closing_early_stops_the_producer() -> None:
 
     ahead = read_ahead(items(), depth=2)
     assert next(ahead) == 0
+    producers = [t for t in threading.enumerate() if t.name == "read-ahead"]
     ahead.close()
-    deadline = time.monotonic() + 5
-    while any(t.name == "read-ahead" for t in threading.enumerate()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not any(t.name == "read-ahead" for t in threading.enumerate())
+    for thread in producers:
+        thread.join(timeout=5)
+    assert producers and not any(t.is_alive() for t in producers)
     assert len(produced) <= 5
 
 
