@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,13 @@ def test_wrong_key_is_reported(fake_server: Any, monkeypatch: pytest.MonkeyPatch
     assert "401 unauthorized" in err
 
 
-def test_unreachable_server() -> None:
+def test_unreachable_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)  # the client's backoff between attempts: recorded, not waited
     code, _, err = invoke("status", "job1", "--url", f"http://127.0.0.1:{free_port()}")
     assert code == 1
     assert "unreachable" in err
+    assert len(waits) == 4, waits  # five attempts before giving up
 
 
 def test_summary_prints_a_text_histogram_with_the_cutoff_and_warnings(env: Any, data_csv: Path) -> None:
