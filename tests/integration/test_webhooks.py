@@ -7,11 +7,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from jobs.service import JobService
 from jobs.webhooks import FINAL_WEBHOOK_STATES
 from model.readers import iter_chunks
 from model.synth import iter_synth
+from tests.support.http_server import serve_handler
 
 SECRET = "whsec_" + base64.b64encode(b"integration-test-secret-32-bytes").decode()
 
@@ -53,15 +53,9 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             """Quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler) as url:
+        state.port = int(url.rsplit(":", 1)[1])
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

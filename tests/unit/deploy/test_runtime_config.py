@@ -6,7 +6,6 @@ import http.server
 import importlib
 import os
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from fnmatch import fnmatch
@@ -16,6 +15,7 @@ import pytest
 
 from predictq import healthcheck
 from predictq.localredis import free_port
+from tests.support.http_server import serve_handler
 
 
 def load_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
@@ -81,14 +81,10 @@ class _Health(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def health_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Health]]:
     handler = type("Handler", (_Health,), {"status": 200})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    monkeypatch.setenv("PREDICTQ_PORT", str(server.server_port))
-    monkeypatch.delenv("PREDICTQ_HEALTHCHECK_URL", raising=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield handler
-    server.shutdown()
-    thread.join(timeout=5)
+    with serve_handler(handler) as url:
+        monkeypatch.setenv("PREDICTQ_PORT", url.rsplit(":", 1)[1])
+        monkeypatch.delenv("PREDICTQ_HEALTHCHECK_URL", raising=False)
+        yield handler
 
 
 def test_api_probe_healthy_and_unhealthy(health_server: type[_Health], capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import make_server
+
+from tests.support.http_server import serve_app
 
 KEY = "test-key"
 
@@ -104,12 +104,5 @@ def summary_figures() -> dict[str, Any]:
 def fake_server() -> Iterator[FakeServer]:
     """A running fake server on a free loopback port; stopped after the test."""
     state = FakeServer()
-    server = make_server("127.0.0.1", 0, build_app(state), threaded=True)
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_app(build_app(state)) as state.url:
         yield state
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +14,12 @@ import orjson
 import pandas as pd
 import pytest
 from flask import Flask, Response, request
-from werkzeug.serving import make_server
 
 import predictq
 from predictq.client import Client
 from predictq.errors import ApiError, BadRequest, ConnectionFailed, NotFound, RateLimited, Unavailable, Unprocessable
 from predictq.localredis import free_port
+from tests.support.http_server import serve_app
 
 
 @dataclass
@@ -66,15 +65,8 @@ def build(script: Script) -> Flask:
 @pytest.fixture
 def script() -> Iterator[Script]:
     state = Script()
-    server = make_server("127.0.0.1", 0, build(state), threaded=True)
-    state.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_app(build(state)) as state.url:
         yield state
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

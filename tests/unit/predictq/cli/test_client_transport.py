@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from predictq.client import UPLOAD_BLOCK_BYTES, Client
+from tests.support.http_server import serve_handler
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -31,12 +31,8 @@ class _Sink(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def sink_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_handler(_Sink) as url:
+        yield url
 
 
 def test_upload_is_read_and_sent_in_large_blocks(sink_url: str, tmp_path: Path) -> None:
