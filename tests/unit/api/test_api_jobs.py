@@ -12,29 +12,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from jobs.keys import new_job_id
-
-KEY_A, KEY_B = {"X-API-Key": "ka"}, {"X-API-Key": "kb"}
-
-
-def to_csv(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
-
-
-def to_ndjson(rows: list[dict]) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
-
-
-def multipart_body(data: bytes, filename: str, content_type: str) -> tuple[bytes, str]:
-    boundary = "b0undary"
-    body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        f"Content-Type: {content_type}\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
+from tests.unit.api.bodies import KEY_A, KEY_B, multipart_body, submit, to_csv, to_ndjson
 
 
 @pytest.fixture
@@ -53,10 +31,6 @@ def job_bytes(body: bytes, fmt: str) -> bytes:
     if fmt == "multipart":
         body = body.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0]
     return body.split(b"\n", 1)[1] if fmt in ("csv", "multipart") else body
-
-
-def submit(client, body: bytes, content_type: str, headers=KEY_A, query: str = ""):
-    return client.post(f"/v1/jobs{query}", data=body, headers={**headers, "Content-Type": content_type})
 
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json", "multipart"])

@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.parquet import MEDIA_TYPE
-
-KEY_A = {"X-API-Key": "ka"}
+from tests.unit.api.bodies import KEY_A
 
 
 @pytest.fixture

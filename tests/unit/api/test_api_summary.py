@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.unit.api.test_api_jobs import KEY_A, KEY_B, to_csv
+from tests.unit.api.bodies import KEY_A, KEY_B, to_csv
 
 
 @pytest.fixture

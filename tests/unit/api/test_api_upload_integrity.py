@@ -13,20 +13,7 @@ import pytest
 
 from api.errors import ApiError
 from api.uploads import IncompleteBody, LimitedStream, content_digests
-
-KEY_A = {"X-API-Key": "ka"}
-
-
-def to_csv(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
-
-
-def submit(client, body: bytes, content_type: str, headers=KEY_A):
-    return client.post("/v1/jobs", data=body, headers={**headers, "Content-Type": content_type})
+from tests.unit.api.bodies import KEY_A, submit, to_csv
 
 
 class Failing(io.RawIOBase):

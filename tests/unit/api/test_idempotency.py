@@ -4,19 +4,12 @@ use, and uploads that fail releasing their key."""
 from __future__ import annotations
 
 import io
-from typing import Any
 
-import orjson
 import pytest
 
 from api import idempotency
 from jobs.service import JobService
-
-KEY_A, KEY_B = {"X-API-Key": "ka"}, {"X-API-Key": "kb"}
-
-
-def ndjson(rows: list[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+from tests.unit.api.bodies import KEY_A, KEY_B, to_ndjson
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def job_ids(client, auth=KEY_A) -> list[str]:
 
 def test_a_repeat_returns_the_first_job_and_says_so(app, make_rows) -> None:
     client = app.test_client()
-    body = ndjson(make_rows(120))
+    body = to_ndjson(make_rows(120))
     first = submit(client, body)
     assert first.status_code == 202
     assert "Idempotent-Replayed" not in first.headers
@@ -52,9 +45,9 @@ def test_a_repeat_returns_the_first_job_and_says_so(app, make_rows) -> None:
 def test_the_same_key_with_another_body_or_options_is_422(app, make_rows) -> None:
     client = app.test_client()
     rows = make_rows(60)
-    first = submit(client, ndjson(rows))
+    first = submit(client, to_ndjson(rows))
     assert first.status_code == 202
-    for body, query in ((ndjson(rows[:-1]), ""), (ndjson(rows), "?id_column=cid")):
+    for body, query in ((to_ndjson(rows[:-1]), ""), (to_ndjson(rows), "?id_column=cid")):
         reused = submit(client, body, query=query)
         assert reused.status_code == 422
         error = reused.get_json()["error"]
@@ -65,7 +58,7 @@ def test_the_same_key_with_another_body_or_options_is_422(app, make_rows) -> Non
 
 def test_keys_belong_to_one_tenant(app, make_rows) -> None:
     client = app.test_client()
-    body = ndjson(make_rows(10))
+    body = to_ndjson(make_rows(10))
     a, b = submit(client, body, auth=KEY_A), submit(client, body, auth=KEY_B)
     assert (a.status_code, b.status_code) == (202, 202)
     assert a.get_json()["id"] != b.get_json()["id"]
@@ -76,7 +69,7 @@ def test_a_key_in_use_is_409_with_retry_after(app, make_rows, fake_redis) -> Non
     settings = app.extensions["predictq"].settings
     holder = idempotency.claim(fake_redis, settings.key_prefix, "acme", "busy", "x", 60)
     assert isinstance(holder, idempotency.Claim)
-    refused = submit(client, ndjson(make_rows(10)), key="busy")
+    refused = submit(client, to_ndjson(make_rows(10)), key="busy")
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "idempotency_key_in_use"
     assert int(refused.headers["Retry-After"]) >= 1
@@ -86,13 +79,13 @@ def test_a_key_in_use_is_409_with_retry_after(app, make_rows, fake_redis) -> Non
 def test_a_failed_upload_releases_its_key(app, make_rows) -> None:
     client = app.test_client()
     rows = make_rows(20_000)  # about 3 MB: the body breaks off after its job was created
-    whole = ndjson(rows)
+    whole = to_ndjson(rows)
     failed = client.post("/v1/jobs", input_stream=io.BytesIO(whole[: len(whole) // 2]),
                          headers={**KEY_A, "Content-Type": "application/x-ndjson", "Idempotency-Key": "k-1"},
                          environ_overrides={"CONTENT_LENGTH": str(len(whole))})
     assert failed.status_code == 400
     assert failed.get_json()["error"]["details"]["job_id"]
-    retried = submit(client, ndjson(rows))
+    retried = submit(client, to_ndjson(rows))
     assert retried.status_code == 202
     jobs = {job["id"]: job["state"] for job in client.get("/v1/jobs", headers=KEY_A).get_json()["items"]}
     assert sorted(jobs.values()) == ["failed", "queued"]
@@ -102,19 +95,19 @@ def test_a_failed_upload_releases_its_key(app, make_rows) -> None:
 def test_a_body_refused_before_any_job_leaves_the_key_free(app, make_rows) -> None:
     client = app.test_client()
     assert submit(client, b'{"x5": 1}\n').status_code == 400  # missing columns: no job
-    assert submit(client, ndjson(make_rows(5))).status_code == 202
+    assert submit(client, to_ndjson(make_rows(5))).status_code == 202
 
 
 @pytest.mark.parametrize("key", ["", "has space", "k" * 256, "caf\u00e9"])
 def test_a_malformed_key_is_400(app, make_rows, key: str) -> None:
-    response = submit(app.test_client(), ndjson(make_rows(3)), key=key)
+    response = submit(app.test_client(), to_ndjson(make_rows(3)), key=key)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_idempotency_key"
 
 
 def test_the_binding_expires_with_the_job(app, make_rows, fake_redis) -> None:
     client = app.test_client()
-    job_id = submit(client, ndjson(make_rows(3))).get_json()["id"]
+    job_id = submit(client, to_ndjson(make_rows(3))).get_json()["id"]
     settings = app.extensions["predictq"].settings
     record = idempotency.record_key(settings.key_prefix, "acme", "k-1")
     jobs: JobService = app.extensions["predictq"].jobs
