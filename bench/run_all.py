@@ -119,6 +119,27 @@ def in_process_limit(table: Table, data: Path, rows: int, folder: Path, repeat: 
     return score
 
 
+@contextmanager
+def on_thread(loop: Callable[[], None], stop: threading.Event) -> Iterator[None]:
+    """Run a sampling `loop` on a daemon thread while the block runs; then set `stop` and wait for the loop."""
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def bench_stack(workers: int, **env: str) -> Iterator[RunningStack]:
+    """A local stack with `workers` worker processes, its logs and blob store in a temporary folder (deleted
+    after), `env` added to STACK_ENV."""
+    with (tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs,
+          local_stack(workers, Path(logs), stack_env(Path(logs)) | env) as stack):
+        yield stack
+
+
 @dataclass
 class Sampler:
     """Peak RSS and CPU seconds used per process of a changing set of processes, sampled on a thread."""
@@ -144,13 +165,8 @@ class Sampler:
     @contextmanager
     def running(self) -> Iterator[Sampler]:
         """Sample while the block runs."""
-        thread = threading.Thread(target=self._loop, daemon=True)
-        thread.start()
-        try:
+        with on_thread(self._loop, self._stop):
             yield self
-        finally:
-            self._stop.set()
-            thread.join()
 
     @property
     def cpu_seconds(self) -> float:
@@ -194,13 +210,10 @@ class RedisMemory:
             while not self._stop.wait(SAMPLE_SECONDS):
                 self.peak = max(self.peak, self._used(client))
 
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
         try:
-            yield self
+            with on_thread(loop, self._stop):
+                yield self
         finally:
-            self._stop.set()
-            thread.join()
             self.after = self._used(client)
             self.peak = max(self.peak, self.after)
 
@@ -389,9 +402,7 @@ def stack_rows(table: Table, sizes: Sizes, folder: Path, score: float | None, se
     row_bytes = big.stat().st_size / sizes.rows
     upload_rows = max(sizes.rows, math.ceil(sizes.upload_bytes / row_bytes))
     upload = synth(upload_rows, folder / f"synth_{upload_rows}.csv") if "4" in sections else big
-    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
-        2, Path(logs), stack_env(Path(logs))
-    ) as stack:
+    with bench_stack(2) as stack:
         require_loopback(stack.url)
         client = Client(stack.url, stack.key, timeout=600)
         big_run = small_run = None
@@ -450,9 +461,7 @@ def data_path_rows(table: Table, upload_run: MeasuredJob, size: int, big_run: Me
 def scale_out(table: Table, sizes: Sizes, folder: Path, two: MeasuredJob) -> None:
     """(5) The big job with 1 worker process beside the 2-process run, CPU per million rows, the projection."""
     data = folder / f"synth_{sizes.rows}.csv"
-    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs, local_stack(
-        1, Path(logs), stack_env(Path(logs))
-    ) as stack:
+    with bench_stack(1) as stack:
         one = measure_job(Client(stack.url, stack.key, timeout=600), stack, data, folder)
     runs = {1: one, 2: two}
     for workers, measured in runs.items():
@@ -473,10 +482,8 @@ def scale_out(table: Table, sizes: Sizes, folder: Path, two: MeasuredJob) -> Non
 def huge_job(table: Table, rows: int, folder: Path) -> None:
     """(7) One very large job on the 2-worker stack: it succeeds, with API, worker and Redis memory sampled."""
     data = synth(rows, folder / f"synth_{rows}.csv")
-    with tempfile.TemporaryDirectory(prefix="predictq-bench-") as logs:
-        env = stack_env(Path(logs)) | {"PREDICTQ_MAX_UPLOAD_BYTES": str(2 * data.stat().st_size)}
-        with local_stack(2, Path(logs), env) as stack:
-            measured = measure_job(Client(stack.url, stack.key, timeout=3600), stack, data, folder)
+    with bench_stack(2, PREDICTQ_MAX_UPLOAD_BYTES=str(2 * data.stat().st_size)) as stack:
+        measured = measure_job(Client(stack.url, stack.key, timeout=3600), stack, data, folder)
     r = measured.run
     table.add(Row("7", f"job {rows:,} rows ({data.stat().st_size / 1e9:.1f} GB CSV), 2 worker processes",
                   f"{r.job['state']} in {r.total:.0f} s ({rows / r.total:,.0f} rows/s): upload {r.upload:.0f} + "
