@@ -1,4 +1,4 @@
-"""Process memory helpers: the returning Arrow pool and glibc's heap trim."""
+"""Process memory helpers: the returning Arrow pool chosen when built in, the heap trimmed where the C library can."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 
+from model import memory
 from model.memory import release_free_heap, use_returning_arrow_pool
 
 
@@ -19,13 +20,28 @@ def restored_pool() -> Iterator[None]:
     pa.set_memory_pool(before)
 
 
-def test_arrow_allocations_go_to_the_pool_chosen(restored_pool: None) -> None:
+def test_jemalloc_becomes_the_default_pool_when_built_in(restored_pool: None) -> None:
     name = use_returning_arrow_pool()
     assert pa.default_memory_pool().backend_name == name
     assert name == "jemalloc" or "jemalloc" not in pa.supported_memory_backends()
-    before = pa.default_memory_pool().bytes_allocated()
-    kept = pa.array(range(100_000), pa.int64())
-    assert pa.default_memory_pool().bytes_allocated() >= before + kept.nbytes
+
+
+def test_a_build_without_jemalloc_keeps_its_default_pool(restored_pool: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> pa.MemoryPool:
+        raise NotImplementedError("built without jemalloc")
+
+    monkeypatch.setattr(pa, "jemalloc_memory_pool", missing)
+    before = pa.default_memory_pool().backend_name
+    assert use_returning_arrow_pool() == before == pa.default_memory_pool().backend_name
+
+
+def test_the_heap_is_trimmed_where_the_c_library_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: calls.append)
+    assert release_free_heap() is True and calls == [0]
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)  # musl, macOS
+    assert release_free_heap() is False
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
