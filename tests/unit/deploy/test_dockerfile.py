@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from core.settings import Settings
 
 HADOLINT = Path(sys.executable).with_name("hadolint")
 
@@ -49,13 +52,17 @@ def test_multi_stage_on_one_pinned_slim_base(dockerfile: list[str]) -> None:
     assert all(line.startswith("FROM ${PYTHON_IMAGE} AS ") for line in froms)
 
 
-def test_dependencies_are_installed_before_code_is_copied(dockerfile: list[str]) -> None:
+def test_dependencies_are_installed_before_code_is_copied(root: Path, dockerfile: list[str]) -> None:
+    """The dependency layer sees only the project's metadata; every package of the code comes after it."""
     copies = instructions(dockerfile, "COPY")
     runs = instructions(dockerfile, "RUN")
     deps_install = next(i for i, line in enumerate(dockerfile) if "--requirement /tmp/requirements.txt" in line)
-    first_code = next(i for i, line in enumerate(dockerfile) if line.startswith("COPY predictq"))
-    assert dockerfile.index(copies[0]) < deps_install < first_code
-    assert copies[0] == "COPY pyproject.toml constraints.txt ./"
+    assert dockerfile.index(copies[0]) < deps_install
+    assert set(copies[0].split()[1:-1]) == {"pyproject.toml", "constraints.txt"}
+    packages = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
+    copied_at = {line.split()[1].rstrip("/"): dockerfile.index(line) for line in copies if "--from=" not in line}
+    assert set(packages) <= set(copied_at), f"packages the image lacks: {set(packages) - set(copied_at)}"
+    assert all(copied_at[package] > deps_install for package in packages)
     assert any("--no-deps" in line for line in runs)
 
 
@@ -70,7 +77,7 @@ def test_runs_as_non_root_with_healthcheck_and_both_roles(dockerfile: list[str])
     assert health.endswith('CMD ["python", "-m", "predictq.healthcheck"]')
     assert instructions(dockerfile, "ENTRYPOINT") == ['ENTRYPOINT ["predictq"]']
     assert instructions(dockerfile, "CMD") == ['CMD ["serve"]']
-    assert "EXPOSE 1313" in dockerfile
+    assert f"EXPOSE {Settings().api_port}" in dockerfile
 
 
 def test_dockerignore_lets_in_exactly_what_the_build_copies(root: Path, dockerfile: list[str]) -> None:
