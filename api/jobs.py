@@ -22,16 +22,16 @@ from api.request_id import current_request_id
 from api.responses import json_response
 from api.services import require_tenant, services
 from api.uploads import BodyReceipt, IncompleteBody, Upload, digest_mismatch, open_upload
+from core.formats import FORMATS
 from jobs.blob_store import InsufficientStorage
 from model.memory import release_free_heap
-from model.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
 from model.parquet import check_schema as check_parquet_schema
 from model.parquet import group_chunks
 from model.parquet import open_file as open_parquet
 from model.prefetch import read_ahead
 from model.ranges import RANGE_FORMATS, RecordRanges, split_records
 from model.readers import READ_BLOCK, Chunk, ReadError, iter_chunks
-from model.writers import iter_encoded
+from model.writers import OUTPUT_FORMATS, iter_encoded
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -40,10 +40,9 @@ bp.before_request(require_tenant)
 # Job ids are short tokens; anything else is answered 404 without touching Redis.
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PASSTHROUGH_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-RESULT_MEDIA_TYPES = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
-                      "parquet": PARQUET_MEDIA_TYPE}
-ACCEPT_FORMATS = {"application/json": "json", "application/x-ndjson": "ndjson", "text/csv": "csv",
-                  PARQUET_MEDIA_TYPE: "parquet"}
+RESULT_MEDIA_TYPES = {name: FORMATS[name].content_type for name in OUTPUT_FORMATS}
+# Accept is matched against each format's media type; when a client likes several equally, the first here wins.
+ACCEPT_FORMATS = {FORMATS[name].media_type: name for name in ("json", "ndjson", "csv", "parquet")}
 DEFAULT_PAGE, MAX_PAGE = 20, 100
 PAGE_RE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() also accepts '²'
 # A cursor is what the job service hands out: "<created_us>:<job id>" (ASCII digits, fullmatch: no newline);

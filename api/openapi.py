@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from api.jobs import CURSOR_RE
+from core.formats import FORMATS
 from core.settings import Settings
 from core.version import VERSION as __version__
-from model.parquet import MEDIA_TYPE as PARQUET
 from model.schema import REQUIRED_COLUMNS
 
 JSON = "application/json"
+PARQUET = FORMATS["parquet"].media_type
 STATES = ["queued", "running", "succeeded", "failed", "cancelled", "expired"]
 
 

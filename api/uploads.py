@@ -16,14 +16,12 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, File, MultipartDecoder, NeedData
 
 from api.errors import ApiError
-from model.parquet import MEDIA_TYPE as PARQUET_MEDIA_TYPE
-from model.readers import ReadError, format_from_content_type, format_from_path
+from core.formats import FORMATS, format_for_media_type, format_for_path
 
 READ_SIZE = 256 * 1024
 # Multipart part headers and the non-file fields before the file are small; more is hostile.
 MULTIPART_BUFFER_LIMIT = 1024 * 1024
-SUPPORTED_UPLOAD_TYPES = ("text/csv, application/x-ndjson, application/json, application/vnd.apache.parquet or "
-                          "multipart/form-data with a file part")
+SUPPORTED_UPLOAD_TYPES = f"{', '.join(f.media_type for f in FORMATS.values())} or multipart/form-data with a file part"
 UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
 # RFC 9530 algorithms checked in a Content-Digest header; every upload is hashed with sha-256 in any case.
 DIGESTS: dict[str, Callable[[], Any]] = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
@@ -153,22 +151,12 @@ def read_body(req: Request, limit: int) -> bytes:
 
 def media_type_format(media_type: str | None) -> str | None:
     """The upload format of a media type (parameters ignored), or None when it is not one we read."""
-    if parse_options_header(media_type or "")[0].lower() == PARQUET_MEDIA_TYPE:
-        return "parquet"
-    try:
-        return format_from_content_type(media_type)
-    except ReadError:
-        return None
+    return format_for_media_type(media_type)
 
 
 def filename_format(filename: str | None) -> str | None:
     """The upload format named by a file's extension, or None."""
-    if filename and filename.lower().endswith(".parquet"):
-        return "parquet"
-    try:
-        return format_from_path(filename) if filename else None
-    except ReadError:
-        return None
+    return format_for_path(filename) if filename else None
 
 
 def unsupported_media_type(got: str | None) -> ApiError:

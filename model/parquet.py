@@ -18,8 +18,6 @@ import pyarrow.parquet as pq
 
 from model.readers import ROW_COLUMN, Chunk, ReadError, _finish, _type_ident, _type_values
 
-MEDIA_TYPE = "application/vnd.apache.parquet"
-
 
 @dataclass(frozen=True)
 class RowGroups:
@@ -115,4 +113,4 @@ def _type_arrow_ident(array: pa.Array, rows: np.ndarray, name: str, bad: np.ndar
     return _type_ident(array.to_pylist(), rows, name, bad)
 
 
-__all__ = ["MEDIA_TYPE", "ROW_COLUMN", "RowGroups", "check_schema", "group_chunks", "open_file", "read_chunk"]
+__all__ = ["ROW_COLUMN", "RowGroups", "check_schema", "group_chunks", "open_file", "read_chunk"]

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from core.formats import extensions, format_for_path
 from model.errors import PredictqError, RowError
 
 FORMATS = ("csv", "ndjson", "json")
@@ -51,19 +52,6 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_INT_DIGITS = 4000  # under Python's default int <-> text limit (4300), which json.loads would raise past
 _LINE_END = re.compile(rb"\r\n?|\n")  # the line endings pyarrow accepts
 _CSV_NULLS = ["", "NA", "N/A", "NaN", "nan", "-nan", "null", "NULL"]
-
-_CONTENT_TYPES = {
-    "application/json": "json",
-    "text/json": "json",
-    "application/x-ndjson": "ndjson",
-    "application/ndjson": "ndjson",
-    "application/jsonl": "ndjson",
-    "application/x-jsonlines": "ndjson",
-    "application/jsonlines": "ndjson",
-    "text/csv": "csv",
-    "application/csv": "csv",
-}
-_EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
 
 
 class ReadError(PredictqError):
@@ -107,27 +95,14 @@ class BinaryStream(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
-def format_from_content_type(content_type: str | None) -> str:
-    """Reader format for an HTTP Content-Type (parameters such as charset are ignored)."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    try:
-        return _CONTENT_TYPES[media]
-    except KeyError:
-        supported = ", ".join(sorted(_CONTENT_TYPES))
-        raise ReadError(
-            "unsupported_media_type", f"unsupported content type {media!r}; use one of {supported}"
-        ) from None
-
-
-def format_from_path(path: str | Path) -> str:
-    """Reader/writer format for a file name by its extension (.csv .ndjson .jsonl .json)."""
-    suffix = Path(path).suffix.lower()
-    try:
-        return _EXTENSIONS[suffix]
-    except KeyError:
-        raise ReadError(
-            "unsupported_format", f"cannot tell the format of {str(path)!r}: use .csv, .ndjson, .jsonl or .json"
-        ) from None
+def format_from_path(path: str | Path, allowed: Sequence[str] = FORMATS) -> str:
+    """The format of a file name by its extension, one of `allowed` (the streaming readers' by default)."""
+    fmt = format_for_path(path)
+    if fmt not in allowed:
+        known = extensions(tuple(allowed))
+        use = f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else known[0]
+        raise ReadError("unsupported_format", f"cannot tell the format of {str(path)!r}: use {use}")
+    return fmt
 
 
 def iter_chunks(

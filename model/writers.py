@@ -43,7 +43,7 @@ def iter_encoded(tables: Iterable[pa.Table], fmt: str) -> Iterator[bytes]:
 def write_file(tables: Iterable[pa.Table], path: str | Path, fmt: str | None = None) -> None:
     """Write the tables to `path` in the format of its extension (or `fmt`); the file appears complete or not."""
     path = Path(path)
-    fmt = fmt or format_from_path(path)
+    fmt = fmt or format_from_path(path, OUTPUT_FORMATS)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:

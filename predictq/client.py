@@ -31,6 +31,7 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from core.formats import FORMATS, extensions, format_for_path
 from predictq.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout, error_class
 
 if TYPE_CHECKING:
@@ -42,15 +43,6 @@ UPLOAD_BLOCK_BYTES = 256 * 1024
 DOWNLOAD_BLOCK_BYTES = 256 * 1024
 # Job states after which nothing changes any more (jobs.job_store.CLOSED_STATES); anything else is still moving.
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-FORMAT_CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json",
-                        "parquet": "application/vnd.apache.parquet"}
-CONTENT_TYPES = {
-    ".csv": "text/csv",
-    ".ndjson": "application/x-ndjson",
-    ".jsonl": "application/x-ndjson",
-    ".json": "application/json",
-    ".parquet": "application/vnd.apache.parquet",
-}
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # The server's default PREDICTQ_MAX_SYNC_ROWS; a smaller server limit is learnt from its 413 answer.
 DEFAULT_SYNC_ROWS = 10_000
@@ -79,22 +71,20 @@ def _session() -> requests.Session:
 def content_type_for(path: Path, fmt: str | None = None) -> str:
     """The upload Content-Type for `fmt`, else implied by a file's extension (CSV, NDJSON, JSON or Parquet)."""
     if fmt is not None:
-        if fmt not in FORMAT_CONTENT_TYPES:
-            raise ApiError(0, "unknown_format", f"format must be one of {', '.join(FORMAT_CONTENT_TYPES)}")
-        return FORMAT_CONTENT_TYPES[fmt]
-    try:
-        return CONTENT_TYPES[path.suffix.lower()]
-    except KeyError:
-        known = ", ".join(sorted(CONTENT_TYPES))
-        raise ApiError(0, "unknown_format", f"{path.name}: extension must be one of {known}") from None
+        if fmt not in FORMATS:
+            raise ApiError(0, "unknown_format", f"format must be one of {', '.join(FORMATS)}")
+        return FORMATS[fmt].media_type
+    found = format_for_path(path)
+    if found is None:
+        raise ApiError(0, "unknown_format", f"{path.name}: extension must be one of {', '.join(sorted(extensions()))}")
+    return FORMATS[found].media_type
 
 
 def format_for(path: Path | None, default: str = "csv") -> str:
     """The results format implied by an output path's extension (csv, ndjson, json or parquet)."""
     if path is None:
         return default
-    formats = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json", ".parquet": "parquet"}
-    return formats.get(path.suffix.lower(), default)
+    return format_for_path(path) or default
 
 
 def check_received(job: Mapping[str, Any], size: int, sha256: str) -> None:
@@ -326,7 +316,7 @@ class Client:
             if isinstance(source, str | Path):
                 path, content_type = Path(source), content_type_for(Path(source), format)
             else:
-                path, content_type = cleanup.enter_context(_as_csv_file(source)), FORMAT_CONTENT_TYPES["csv"]
+                path, content_type = cleanup.enter_context(_as_csv_file(source)), FORMATS["csv"].media_type
             size = path.stat().st_size
             with path.open("rb") as stream:
                 digest = hashlib.file_digest(stream, "sha256").digest()

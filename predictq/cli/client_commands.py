@@ -12,6 +12,7 @@ from typing import IO, Any
 
 import click
 
+from core.formats import FORMATS
 from predictq.client import Client, Job, format_for, job_fraction, job_state
 from predictq.errors import ApiError
 
@@ -96,7 +97,7 @@ def _stream_to(client: Client, job_id: str, sink: IO[bytes], fmt: str) -> None:
 
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(["csv", "ndjson", "json", "parquet"]), default=None,
+    "--format", "fmt", type=click.Choice(list(FORMATS)), default=None,
     help="Results format (default: from the output file's extension, else csv).",
 )
 

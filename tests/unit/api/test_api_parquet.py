@@ -10,8 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.parquet import MEDIA_TYPE
+from core.formats import FORMATS
 from tests.unit.api.bodies import KEY_A
+
+MEDIA_TYPE = FORMATS["parquet"].media_type
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from model.readers import (
     READ_BLOCK,
     Chunk,
     ReadError,
-    format_from_content_type,
     format_from_path,
     iter_chunks,
 )
@@ -406,29 +405,6 @@ def test_unknown_format_and_bad_chunk_rows() -> None:
     assert read_error(b"a,b\n1,2\n", "xml").code == "unsupported_format"
     with pytest.raises(ValueError):
         read(b"a,b\n1,2\n", "csv", chunk_rows=0)
-
-
-@pytest.mark.parametrize(
-    ("content_type", "fmt"),
-    [
-        ("application/json", "json"),
-        ("application/json; charset=utf-8", "json"),
-        ("application/x-ndjson", "ndjson"),
-        ("application/jsonl", "ndjson"),
-        ("application/ndjson", "ndjson"),
-        ("TEXT/CSV", "csv"),
-        ("application/csv", "csv"),
-    ],
-)
-def test_format_from_content_type(content_type: str, fmt: str) -> None:
-    assert format_from_content_type(content_type) == fmt
-
-
-@pytest.mark.parametrize("content_type", [None, "", "text/plain", "application/xml", "multipart/form-data"])
-def test_unsupported_content_type(content_type: str | None) -> None:
-    with pytest.raises(ReadError) as info:
-        format_from_content_type(content_type)
-    assert info.value.code == "unsupported_media_type"
 
 
 @pytest.mark.parametrize(
