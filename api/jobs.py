@@ -25,12 +25,12 @@ from api.uploads import BodyReceipt, IncompleteBody, Upload, digest_mismatch, op
 from core.formats import FORMATS
 from jobs.blob_store import InsufficientStorage
 from model.memory import release_free_heap
-from model.parquet import check_schema as check_parquet_schema
-from model.parquet import group_chunks
-from model.parquet import open_file as open_parquet
 from model.prefetch import read_ahead
 from model.ranges import RANGE_FORMATS, RecordRanges, split_records
 from model.readers import READ_BLOCK, Chunk, ReadError, iter_chunks
+from model.readers.parquet import check_schema as check_parquet_schema
+from model.readers.parquet import group_chunks
+from model.readers.parquet import open_file as open_parquet
 from model.writers import OUTPUT_FORMATS, iter_encoded
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from api.metrics import api_metrics
 from api.responses import JSON_OPTIONS
 from api.services import require_tenant, services
 from api.uploads import check_charset, read_body
-from model.readers import loads_lenient
+from model.readers import ReadError, check_columns
+from model.readers.jsontext import loads
 from model.scoring import ScoreResult
 
 bp = Blueprint("predict", __name__)
@@ -32,12 +33,6 @@ def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
-def _loads_nonfinite(body: bytes) -> Any:
-    """Python's parser for bodies orjson refuses only for NaN / Infinity literals or numbers past float64
-    (as job uploads read them: NaN is missing, the others become row errors), else None."""
-    return loads_lenient(body) if NONFINITE.search(body) else None
-
-
 def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     """The records of a /predict body and whether it was a single object; 400/413 for bodies we refuse."""
     if body.startswith(codecs.BOM_UTF8):  # accepted here as in every upload format
@@ -45,13 +40,13 @@ def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     if not body.strip():
         raise ApiError(400, "empty", "empty body: send one JSON object or an array of objects")
     try:
-        parsed = orjson.loads(body)
+        # Python's parser is tried only for NaN / Infinity literals or numbers past float64 (as job uploads read
+        # them: NaN is missing, the others become row errors)
+        parsed = loads(body, lenient=NONFINITE.search)
     except orjson.JSONDecodeError as exc:
-        parsed = _loads_nonfinite(body)
-        if parsed is None:
-            raise ApiError(
-                400, "malformed", f"malformed JSON: {exc.msg}", {"line": exc.lineno, "column": exc.colno}
-            ) from None
+        raise ApiError(
+            400, "malformed", f"malformed JSON: {exc.msg}", {"line": exc.lineno, "column": exc.colno}
+        ) from None
     if isinstance(parsed, dict):
         return [parsed], True
     if not isinstance(parsed, list):
@@ -69,17 +64,16 @@ def parse_predict_body(body: bytes, max_rows: int) -> tuple[list[Any], bool]:
     return parsed, False
 
 
-def check_columns(records: list[Any], required: tuple[str, ...]) -> None:
+def check_first_record(records: list[Any], required: tuple[str, ...]) -> None:
     """Refuse a body whose first object lacks required columns (as job uploads are refused); null is allowed."""
     first = next((record for record in records if type(record) is dict), None)
-    missing = [column for column in required if first is not None and column not in first]
-    if missing:
-        raise ApiError(
-            400,
-            "missing_columns",
-            f"required columns missing from the first record: {', '.join(missing)} (send null for a missing value)",
-            {"missing": missing},
-        )
+    if first is None:
+        return
+    try:
+        check_columns(first, required, "the first record")
+    except ReadError as exc:
+        message = f"{exc.message} (send null for a missing value)"
+        raise ApiError(400, "missing_columns", message, {"missing": exc.missing}) from None
 
 
 def _row_error(row: int, column: str | None, message: str) -> dict[str, Any]:
@@ -117,7 +111,7 @@ def predict() -> Response:
     started = time.perf_counter()
     max_rows = services().settings.max_sync_rows
     records, single = parse_predict_body(read_body(request, max_rows * PREDICT_BYTES_PER_ROW), max_rows)
-    check_columns(records, services().scorer.required_columns)
+    check_first_record(records, services().scorer.required_columns)
     result = services().scorer.score_records(records)
     metrics = api_metrics()
     metrics.predict_rows.inc(len(records))

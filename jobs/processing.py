@@ -19,9 +19,9 @@ from jobs.job_store import ChunkOutput, JobStore, StagedChunk, StartDecision
 from jobs.lifecycle import close_job, discard_late, fail_for_storage
 from jobs.staging import ERROR_SCHEMA, StagingError, decode_staged, encode_table, errors_table
 from jobs.summary import ChunkCounters, chunk_counters, error_counters
-from model.parquet import RowGroups, open_file, read_chunk
 from model.ranges import parse_range
 from model.readers import ReadError
+from model.readers.parquet import RowGroups, open_file, read_chunk
 
 Enqueue = Callable[[str, int], None]
 

@@ -17,17 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.readers import (
-    _LINE_END,
-    _QUOTE,
-    MAX_RECORD_BYTES,
-    READ_BLOCK,
-    BinaryStream,
-    Chunk,
-    ReadError,
-    _last_record_end,
-    iter_chunks,
-)
+from model.readers import MAX_RECORD_BYTES, READ_BLOCK, BinaryStream, Chunk, ReadError, iter_chunks
+from model.readers.csv import LINE_END, QUOTE, last_record_end
 
 RANGE_FORMATS = ("csv", "ndjson")
 
@@ -90,8 +81,8 @@ def parse_range(data: bytes, fmt: str, header: bytes, *, columns: Sequence[str],
 def _ends_a_record(data: bytes) -> bool:
     """Whether `data` (starting at a record) ends outside quotes, as the reader reads them."""
     if data.endswith((b"\n", b"\r")):
-        return _last_record_end(data) == len(data)
-    return _last_record_end(data + b"\n") == len(data) + 1  # the body's last range, without a final line break
+        return last_record_end(data) == len(data)
+    return last_record_end(data + b"\n") == len(data) + 1  # the body's last range, without a final line break
 
 
 class _Chain:
@@ -134,7 +125,7 @@ def _split_header(stream: BinaryStream, data: bytes, eof: bool) -> tuple[bytes, 
     """The CSV header line (blank lines before it dropped) and the bytes after its line break."""
     while True:
         data = data.lstrip(b"\r\n")
-        end = _LINE_END.search(data)
+        end = LINE_END.search(data)
         if end or eof:
             break
         if len(data) > MAX_RECORD_BYTES:
@@ -161,7 +152,7 @@ def _check_head(header: bytes, data: bytes, eof: bool, fmt: str, columns: Sequen
 
 def _record_end(data: bytes, fmt: str, stop: int | None = None) -> int:
     """Index just past the last line break before `stop` that ends a record (0 when there is none)."""
-    return data.rfind(b"\n", 0, stop) + 1 if fmt == "ndjson" else _last_record_end(data, stop)
+    return data.rfind(b"\n", 0, stop) + 1 if fmt == "ndjson" else last_record_end(data, stop)
 
 
 def _cut(buf: bytes, fmt: str, target_bytes: int) -> int:
@@ -176,7 +167,7 @@ def _cut(buf: bytes, fmt: str, target_bytes: int) -> int:
 
 def _quote_parity(data: bytes) -> int:
     """1 when `data` holds an odd number of double quotes (numpy counts a byte about 2.5x faster than bytes.count)."""
-    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _QUOTE)) & 1
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == QUOTE)) & 1
 
 
 def _last_break(parts: list[bytes], parity: int, quotes: bool) -> tuple[int, int]:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model import readers
 from model.readers import Chunk, ReadError, iter_chunks
+from model.readers import source as byte_source
 from model.writers import iter_encoded
 
 FORMATS = ["csv", "ndjson", "json"]
@@ -157,7 +157,7 @@ def pyarrow_reference(rest: bytes) -> tuple[list[tuple[int, str | None, str | No
 def test_csv_cut_into_tiny_blocks_reads_as_pyarrow_reads_it_whole(tokens: list[bytes], block: int) -> None:
     rest = b"".join(tokens)
     expected, failed = pyarrow_reference(rest)
-    with patch.object(readers, "READ_BLOCK", block):
+    with patch.object(byte_source, "READ_BLOCK", block):
         try:
             chunks = list(iter_chunks(io.BytesIO(b"a,b,c\n" + rest), "csv", columns=COLUMNS, chunk_rows=4))
         except ReadError as error:
@@ -194,7 +194,7 @@ def test_json_array_cut_into_tiny_blocks_reads_every_element(
     elements: list[dict], indent: int | None, block: int
 ) -> None:
     body = json.dumps(elements, indent=indent).encode()
-    with patch.object(readers, "READ_BLOCK", block):
+    with patch.object(byte_source, "READ_BLOCK", block):
         chunks = list(iter_chunks(io.BytesIO(body), "json", columns=COLUMNS, chunk_rows=3))
     assert_sound(chunks, 3)
     got = [(r["row"], r["a"], r["b"]) for c in chunks for r in c.table.to_pylist()]

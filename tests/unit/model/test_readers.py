@@ -9,7 +9,6 @@ import tracemalloc
 import pyarrow as pa
 import pytest
 
-from model import readers
 from model.errors import PredictqError, RowError
 from model.readers import (
     MAX_RECORD_BYTES,
@@ -19,6 +18,7 @@ from model.readers import (
     format_from_path,
     iter_chunks,
 )
+from model.readers import source as byte_source
 
 COLS = ["a", "b"]
 
@@ -482,7 +482,7 @@ BODIES = {
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
 def test_memory_stays_bounded_by_block_and_chunk(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "READ_BLOCK", 1 << 16)  # small blocks: the bound shows on a small body
+    monkeypatch.setattr(byte_source, "READ_BLOCK", 1 << 16)  # small blocks: the bound shows on a small body
     head, unit, tail = (part.encode() for part in BODIES[fmt])
     list(iter_chunks(RepeatedBody(head, unit, 2, tail), fmt, columns=COLS, chunk_rows=2000))  # one-time imports
     body = RepeatedBody(head, unit, 60, tail)

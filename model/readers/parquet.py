@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from model.readers import ROW_COLUMN, Chunk, ReadError, _finish, _type_ident, _type_values
+from model.readers.chunks import Chunk, ReadError, check_columns
+from model.readers.column_types import finish, type_ident, type_values
+from model.schema import ROW_COLUMN
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,8 @@ def open_file(source: Any) -> pq.ParquetFile:
 
 def check_schema(parquet: pq.ParquetFile, columns: Sequence[str], passthrough: str | None = None) -> None:
     """The file must name every required column (and the id column); ReadError `missing_columns` otherwise."""
-    names = set(parquet.schema_arrow.names)
-    missing = [c for c in dict.fromkeys([*columns, *([passthrough] if passthrough else [])]) if c not in names]
-    if missing:
-        raise ReadError("missing_columns", f"required columns missing from the Parquet schema: {', '.join(missing)}",
-                        missing=missing)
+    required = dict.fromkeys([*columns, *([passthrough] if passthrough else [])])
+    check_columns(set(parquet.schema_arrow.names), required, "the Parquet schema")
     if parquet.metadata.num_rows == 0:
         raise ReadError("empty", "the Parquet file has no rows")
 
@@ -79,7 +78,7 @@ def read_chunk(parquet: pq.ParquetFile, groups: RowGroups, columns: Sequence[str
     table = parquet.read_row_groups(list(range(groups.first, groups.last + 1)), columns=keep, use_threads=False)
     rows = np.arange(table.num_rows, dtype=np.int64)
     values = {name: table.column(name).combine_chunks() for name in keep}
-    typed, errors = _finish(_type_arrow, _type_arrow_ident, values, rows, keep, ident=ident)
+    typed, errors = finish(_type_arrow, _type_arrow_ident, values, rows, keep, ident=ident)
     return Chunk(table=typed, errors=sorted(errors, key=lambda e: e.row), first_row=0, rows=table.num_rows)
 
 
@@ -94,12 +93,12 @@ def _type_arrow(array: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -
         array = array.cast(pa.string())
     if pa.types.is_string(array.type):
         return array, []
-    return _type_values(array.to_pylist(), rows, name, bad)
+    return type_values(array.to_pylist(), rows, name, bad)
 
 
 def _type_values_numeric(array: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list]:
     """float64 values: NaN is missing, an infinite value a row error (the readers' rule)."""
-    return _type_values(array.to_pylist(), rows, name, bad) if pc.any(pc.is_inf(array)).as_py() else (
+    return type_values(array.to_pylist(), rows, name, bad) if pc.any(pc.is_inf(array)).as_py() else (
         pc.if_else(pc.is_nan(array), pa.scalar(None, pa.float64()), array), [])
 
 
@@ -110,7 +109,7 @@ def _type_arrow_ident(array: pa.Array, rows: np.ndarray, name: str, bad: np.ndar
         return array.cast(pa.int64()), []
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return array.cast(pa.string()), []
-    return _type_ident(array.to_pylist(), rows, name, bad)
+    return type_ident(array.to_pylist(), rows, name, bad)
 
 
 __all__ = ["ROW_COLUMN", "RowGroups", "check_schema", "group_chunks", "open_file", "read_chunk"]
