@@ -22,6 +22,7 @@ from jobs.summary import ChunkCounters, chunk_counters, error_counters
 from model.ranges import parse_range
 from model.readers import ReadError
 from model.readers.parquet import RowGroups, open_file, read_chunk
+from model.scoring import score_chunk
 
 Enqueue = Callable[[str, int], None]
 
@@ -47,16 +48,6 @@ class ChunkInput:
 def lease_text(now: float) -> str:
     """This process's lease prefix taken at `now`: "hostname|pid|started_at" (the store appends the attempt)."""
     return f"{socket.gethostname()}|{os.getpid()}|{now!r}"
-
-
-def result_table(scored: Any, inputs: pa.Table, passthrough: str | None) -> pa.Table:
-    """Scored rows as a table: `row`, the scorer's outputs and the passthrough column, columns sorted by name."""
-    table = scored.to_arrow()
-    if passthrough and passthrough in inputs.column_names:
-        # Input rows are ascending and unique, so positions of the scored rows come from a binary search.
-        positions = np.searchsorted(inputs["row"].to_numpy(), table["row"].to_numpy())
-        table = table.append_column(passthrough, inputs[passthrough].take(pa.array(positions)))
-    return table.select(sorted(table.column_names))
 
 
 def failed_chunk_errors(first_row: int, rows: int, parse_errors: pa.Table, message: str) -> pa.Table:
@@ -143,8 +134,7 @@ class ChunkProcessor:
                                     f"the job was created for {fields.get('model_version')} "
                                     f"({fields['model_sha256'][:12]})")
             read = self._read(job_id, index, fields)
-            scored = self.scorer.score_frame(read.table)
-            result = result_table(scored, read.table, fields.get("passthrough") or None)
+            scored, result = score_chunk(self.scorer, read.table, fields.get("passthrough") or None)
             errors = pa.concat_tables([read.parse_errors, errors_table(scored.errors)]).sort_by("row")
             summary = self._summary(scored, errors)
         except InputLost as exc:

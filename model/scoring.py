@@ -193,6 +193,18 @@ def _columns_of(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> d
         return {name: [record.get(name) for record in records] for name in names}
 
 
+def score_chunk(scorer: Scorer, inputs: pa.Table, passthrough: str | None = None) -> tuple[ScoreResult, pa.Table]:
+    """Score a chunk's readable rows (numbered by their `row` column): the result, and the results table of
+    `row`, the outputs and the passthrough column (each scored row's own value), columns sorted by name."""
+    scored = scorer.score_frame(inputs)
+    table = scored.to_arrow()
+    if passthrough and passthrough in inputs.column_names:
+        # Input rows are ascending and unique, so positions of the scored rows come from a binary search.
+        positions = np.searchsorted(inputs[ROW_COLUMN].to_numpy(), table[ROW_COLUMN].to_numpy())
+        table = table.append_column(passthrough, inputs[passthrough].take(pa.array(positions)))
+    return scored, table.select(sorted(table.column_names))
+
+
 def load_scorer(path: str | Path | None = None, expected_sha256: str = "") -> Scorer:
     """The Scorer of a verified artifact; None or '' loads the approved model shipped in model/data.
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
-import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -81,12 +80,10 @@ def synth(rows: int, seed: int, output: Path) -> None:
 def _scored_tables(chunks: Iterator[Any], scorer: Any, passthrough: str | None,
                    error_sink: BinaryIO | None, counts: dict[str, int]) -> Iterator[pa.Table]:
     """Score each chunk; yield its result table, stream its row errors to the sink, count both."""
+    from model.scoring import score_chunk
+
     for chunk in chunks:
-        result = scorer.score_frame(chunk.table)
-        table = result.to_arrow()
-        if passthrough and passthrough in chunk.table.column_names:
-            kept = np.isin(chunk.table.column("row").to_numpy(), result.rows)
-            table = table.append_column(passthrough, chunk.table.column(passthrough).filter(pa.array(kept)))
+        result, table = score_chunk(scorer, chunk.table, passthrough)
         errors: list[RowError] = sorted([*chunk.errors, *result.errors], key=lambda e: e.row)
         counts["scored"] += table.num_rows
         counts["errors"] += len(errors)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from model.errors import RowError, SchemaError
-from model.scoring import Scorer
+from model.scoring import Scorer, score_chunk
 
 
 def test_outputs_sorted_and_typed(scorer: Scorer, record: dict[str, Any]) -> None:
@@ -139,3 +139,15 @@ def test_empty_batch(scorer: Scorer) -> None:
 def test_inputs_too_extreme_to_score_are_row_errors(scorer: Scorer, record: dict[str, Any]) -> None:
     result = scorer.score_records([dict(record, x44=1e308, x91=1e308), record])
     assert result.errors == [RowError(0, None, "values too extreme to score")] and result.rows.tolist() == [1]
+
+
+def test_score_chunk_keeps_each_scored_rows_own_passthrough_value(scorer: Scorer, record: dict[str, Any]) -> None:
+    rows = [record, dict(record, x5="funday"), dict(record, x91=1.5), dict(record, x12="$1x"), dict(record, x44=-2.0)]
+    inputs = pa.Table.from_pylist(rows).append_column("row", pa.array([3, 4, 7, 8, 12], pa.int64()))
+    inputs = inputs.append_column("cid", pa.array(["a", "b", "c", "d", "e"]))
+    scored, table = score_chunk(scorer, inputs, "cid")
+    assert [e.row for e in scored.errors] == [4, 8]
+    assert table.column_names == sorted(table.column_names) and "cid" in table.column_names
+    assert table["row"].to_pylist() == [3, 7, 12] and table["cid"].to_pylist() == ["a", "c", "e"]
+    rest = table.drop_columns("cid")
+    assert rest.equals(scored.to_arrow().select(rest.column_names))
