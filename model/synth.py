@@ -11,22 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
+from model.readers import ReadError, format_from_path
 from model.schema import CATEGORICAL_COLUMNS, MONEY_COLUMNS, PERCENT_COLUMNS, RAW_COLUMNS, TARGET_COLUMN
 from model.scoring import Scorer, load_scorer
+from model.writers import write_file
 
 STATS_PATH = Path(__file__).resolve().parent / "data" / "synth_stats.json"
 CHUNK_ROWS = 50_000
-FORMATS = ("csv", "ndjson", "json")
 _DECIMALS = 6  # plain numbers are written to 6 decimals, as the real file mostly is
-_JSON_SLICE_ROWS = 5_000
 
 
 def load_stats(path: Path = STATS_PATH) -> dict[str, Any]:
@@ -116,43 +115,19 @@ def iter_synth(rows: int, seed: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[p
         yield synth_table(rng, min(chunk_rows, rows - start), stats, scorer)
 
 
-def _json_lines(table: pa.Table) -> bytes:
-    """A table's rows as JSON objects, one a line (missing values as null; JSON escapes any newline in text)."""
-    # 10 decimals carry the 6-decimal values exactly and avoid printing binary noise digits.
-    return table.to_pandas().to_json(orient="records", lines=True, double_precision=10).strip().encode()
-
-
 def write_synth(path: str | Path, rows: int, seed: int, chunk_rows: int = CHUNK_ROWS) -> int:
     """Write synthetic rows to .csv, .ndjson/.jsonl or .json by extension, streaming; returns rows written."""
-    target = Path(path)
-    fmt = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}.get(target.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot tell the format of {target}: use .csv, .ndjson or .json")
-    with target.open("wb") as sink:
-        return _write(sink, fmt, iter_synth(rows, seed, chunk_rows))
+    try:
+        fmt = format_from_path(path)  # the formats the streaming readers (and so `predictq score`) read
+    except ReadError as exc:
+        raise ValueError(exc.message) from None
+    written = [0]
 
+    def counted() -> Iterator[pa.Table]:
+        for table in iter_synth(rows, seed, chunk_rows):
+            written[0] += table.num_rows
+            yield table
 
-def _write(sink: BinaryIO, fmt: str, tables: Iterator[pa.Table]) -> int:
-    """Stream tables into one file of the given format."""
-    written = 0
-    writer = None
-    if fmt == "json":
-        sink.write(b"[")
-    for table in tables:
-        if fmt == "csv":
-            writer = writer or pacsv.CSVWriter(sink, table.schema)
-            writer.write_table(table)
-        else:
-            # JSON text is ~20x the table's memory: encode in slices to keep the peak small.
-            for start in range(0, table.num_rows, _JSON_SLICE_ROWS):
-                lines = _json_lines(table.slice(start, _JSON_SLICE_ROWS))
-                if fmt == "ndjson":
-                    sink.write(lines + b"\n")
-                else:
-                    sink.write((b"," if written or start else b"") + lines.replace(b"\n", b","))
-        written += table.num_rows
-    if writer is not None:
-        writer.close()
-    if fmt == "json":
-        sink.write(b"]")
-    return written
+    # plain: the columns in schema order and the money and percent text as written ('-3.5%' is data, not a formula)
+    write_file(counted(), path, fmt, plain=True)
+    return written[0]

@@ -1,10 +1,11 @@
 """Streaming writers: result (or row-error) tables to CSV, NDJSON, a JSON array or Parquet, one block of bytes at
 a time.
 
-Columns come out in Python-sorted order of their names. Floats are written with the shortest text that reads
-back to the same double (non-finite floats become empty in CSV, `null` in JSON); integers as integers.
-In CSV only, a text cell or header cell (a client's id column name) starting with `=`, `+`, `-`, `@`, tab or
-carriage return gets a leading `'` so that spreadsheets do not run it as a formula; numeric columns and JSON
+Columns come out in Python-sorted order of their names (in `plain` writes: in the tables' order). Floats are
+written with the shortest text that reads back to the same double (non-finite floats become empty in CSV, `null`
+in JSON); integers as integers. In CSV only, a text cell or header cell (a client's id column name) starting with
+`=`, `+`, `-`, `@`, tab or carriage return gets a leading `'` so that spreadsheets do not run it as a formula (not
+in `plain` writes, whose data is meant to be read back, such as synthetic inputs); numeric columns and JSON
 output are never altered. Parquet keeps each column's type (the first table's; a later table is cast to it).
 """
 
@@ -14,7 +15,8 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,30 +26,32 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from model.readers import FORMATS, format_from_path
+from model.readers import format_from_path
 
 BATCH_ROWS = 20_000  # rows encoded per yielded block: bounds the size of each block of bytes
-OUTPUT_FORMATS = (*FORMATS, "parquet")
 _FORMULA_START = r"^[=+\-@\t\r]"
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
-def iter_encoded(tables: Iterable[pa.Table], fmt: str) -> Iterator[bytes]:
-    """Encode the tables, in order, as one CSV / NDJSON / JSON-array / Parquet document, yielded in blocks."""
-    if fmt not in OUTPUT_FORMATS:
+def iter_encoded(tables: Iterable[pa.Table], fmt: str, *, plain: bool = False) -> Iterator[bytes]:
+    """Encode the tables, in order, as one CSV / NDJSON / JSON-array / Parquet document, yielded in blocks.
+
+    `plain` writes the tables as data: columns in their own order, CSV text as it is (see the module docstring).
+    """
+    if fmt not in WRITERS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
-    encode = {"csv": _iter_csv, "ndjson": _iter_ndjson, "json": _iter_json, "parquet": _iter_parquet}[fmt]
-    return encode(_batches(tables))
+    encode = partial(_iter_csv, defuse=not plain) if fmt == "csv" else WRITERS[fmt]
+    return encode(_batches(tables, sort=not plain))
 
 
-def write_file(tables: Iterable[pa.Table], path: str | Path, fmt: str | None = None) -> None:
+def write_file(tables: Iterable[pa.Table], path: str | Path, fmt: str | None = None, *, plain: bool = False) -> None:
     """Write the tables to `path` in the format of its extension (or `fmt`); the file appears complete or not."""
     path = Path(path)
     fmt = fmt or format_from_path(path, OUTPUT_FORMATS)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            for block in iter_encoded(tables, fmt):
+            for block in iter_encoded(tables, fmt, plain=plain):
                 out.write(block)
         os.chmod(temp, 0o644)  # mkstemp's private 0600 is not what a results file should have
         os.replace(temp, path)
@@ -56,10 +60,12 @@ def write_file(tables: Iterable[pa.Table], path: str | Path, fmt: str | None = N
         raise
 
 
-def _batches(tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
-    """The tables with sorted columns, cut into slices of at most BATCH_ROWS rows (empty tables kept once)."""
+def _batches(tables: Iterable[pa.Table], *, sort: bool = True) -> Iterator[pa.Table]:
+    """The tables (columns sorted by name if `sort`), cut into slices of at most BATCH_ROWS rows (empty tables
+    kept once)."""
     for table in tables:
-        table = table.select(sorted(table.column_names))
+        if sort:
+            table = table.select(sorted(table.column_names))
         if table.num_rows == 0:
             yield table
         for start in range(0, table.num_rows, BATCH_ROWS):
@@ -119,14 +125,17 @@ def _iter_parquet(batches: Iterator[pa.Table]) -> Iterator[bytes]:
 # --- CSV ---------------------------------------------------------------------------------------------
 
 
-def _iter_csv(batches: Iterator[pa.Table]) -> Iterator[bytes]:
-    """CSV with one header (the first table's columns); every later table must have the same columns."""
+def _iter_csv(batches: Iterator[pa.Table], *, defuse: bool = True) -> Iterator[bytes]:
+    """CSV with one header (the first table's columns); every later table must have the same columns.
+
+    `defuse`: text cells and header cells that look like formulas get a leading `'` (see the module docstring).
+    """
     names: list[str] | None = None
     for batch in batches:
         if names is not None and batch.column_names != names:
             raise ValueError(f"tables differ in columns: {batch.column_names} after {names}")
         out = io.BytesIO()
-        pacsv.write_csv(_csv_safe(batch), out, write_options=pacsv.WriteOptions(include_header=names is None))
+        pacsv.write_csv(_csv_safe(batch, defuse), out, write_options=pacsv.WriteOptions(include_header=names is None))
         names = batch.column_names
         yield out.getvalue()
 
@@ -136,19 +145,20 @@ def _defused(text: str) -> str:
     return f"'{text}" if re.match(_FORMULA_START, text) else text
 
 
-def _csv_safe(table: pa.Table) -> pa.Table:
-    """Text cells and header cells with formulas defused, floats with non-finite values emptied."""
+def _csv_safe(table: pa.Table, defuse: bool = True) -> pa.Table:
+    """Text cells and header cells with formulas defused (if `defuse`), floats with non-finite values emptied."""
     columns = []
     for column in table.columns:
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        if defuse and text:
             risky = pc.match_substring_regex(column, _FORMULA_START)
             column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
         elif pa.types.is_floating(column.type):
             column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
         columns.append(column)
-    return pa.table(columns, names=[_defused(name) for name in table.column_names])
+    return pa.table(columns, names=[_defused(name) if defuse else name for name in table.column_names])
 
 
 # --- NDJSON and JSON ---------------------------------------------------------------------------------
@@ -223,3 +233,10 @@ def _concatenated(lines: pa.Array) -> bytes:
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
     data = lines.buffers()[2]
     return bytes(memoryview(data)[offsets[0] : offsets[-1]]) if data is not None else b""
+
+
+# Each format's encoder, by the format's name (core.formats); CSV's takes `defuse` as well.
+WRITERS: dict[str, Callable[[Iterator[pa.Table]], Iterator[bytes]]] = {
+    "csv": _iter_csv, "ndjson": _iter_ndjson, "json": _iter_json, "parquet": _iter_parquet,
+}
+OUTPUT_FORMATS = tuple(WRITERS)

@@ -206,3 +206,14 @@ def test_a_formula_like_header_cell_is_defused_in_csv_only() -> None:
     assert header.startswith('"\'=HYPERLINK(')
     assert "'=1+1" in line
     assert orjson.loads(b"".join(iter_encoded([table], "json")))[0][name] == "=1+1"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_plain_writes_keep_column_order_and_text(fmt: str) -> None:
+    table = pa.table({"x63": ["-3.5%", "=1+1"], "-b": [1.5, 2.0], "a": [1, 2]})
+    body = b"".join(iter_encoded([table], fmt, plain=True))
+    rows = parse(body, fmt)
+    assert list(rows[0]) == ["x63", "-b", "a"]
+    assert [r["x63"] for r in rows] == ["-3.5%", "=1+1"]
+    assert parse(encoded([table], fmt), fmt)[0] == ({"'-b": "1.5", "a": "1", "x63": "'-3.5%"} if fmt == "csv" else
+                                                     {"-b": 1.5, "a": 1, "x63": "-3.5%"})
