@@ -77,10 +77,7 @@ def _finite(numbers: pa.Array, rows: np.ndarray, name: str, bad: np.ndarray) -> 
 
 def type_values(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
     """One column's Python values as float64 or strings, with row errors for values that cannot be scalars."""
-    try:
-        array = pa.array(items, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        array = None
+    array = _as_array(items)
     if array is not None:
         # pyarrow reads `true` as 1 once a number came before it: a boolean anywhere takes the path that
         # makes it a row error, as it is in a chunk's first record and on /predict.
@@ -94,6 +91,14 @@ def type_values(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) 
     return _type_mixed(items, rows, name, bad)
 
 
+def _as_array(items: list[Any]) -> pa.Array | None:
+    """The values as the array pyarrow infers for them (NaN as null), or None when it infers none."""
+    try:
+        return pa.array(items, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+
+
 def _type_mixed(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
     """The slow path for a column mixing kinds of value (only chunks holding such values pay for it)."""
     cleaned, errors = _scalars(items, rows, name, bad, exact_ints=False)
@@ -104,10 +109,7 @@ def _type_mixed(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) 
 
 def type_ident(items: list[Any], rows: np.ndarray, name: str, bad: np.ndarray) -> tuple[pa.Array, list[RowError]]:
     """The passthrough column: int64 when every value is an integer that fits, else exact text; never float64."""
-    try:
-        array = pa.array(items, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        array = None
+    array = _as_array(items)
     if array is not None and (pa.types.is_int64(array.type) or pa.types.is_string(array.type)):
         return array, []
     # floats, huge integers, nulls only, or mixed kinds: rare for an id, so a Python pass is fine here
