@@ -28,7 +28,6 @@ READ_ERROR_STATUS: dict[str, int] = {
     "too_deep": 400,
     "line_too_long": 413,
     "too_large": 413,
-    "unsupported_media_type": 415,
     "unsupported_format": 415,
 }
 

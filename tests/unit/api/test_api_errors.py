@@ -38,7 +38,7 @@ def test_read_errors_map_to_statuses_with_position() -> None:
     mapped = read_error_to_api(ReadError("malformed", "bad comma", line=3, column=7))
     assert (mapped.status, mapped.code, mapped.details) == (400, "malformed", {"line": 3, "column": 7})
     assert read_error_to_api(ReadError("too_large", "big")).status == 413
-    assert read_error_to_api(ReadError("unsupported_media_type", "x")).status == 415
+    assert read_error_to_api(ReadError("unsupported_format", "x")).status == 415
     assert read_error_to_api(ReadError("something_new", "x")).status == 400
 
 
