@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from core.states import JobState
+
 log = logging.getLogger(__name__)
 
 class ApiMetrics:
@@ -39,8 +41,8 @@ def api_metrics() -> ApiMetrics:
     return ApiMetrics()
 
 
-# Every state a job can be in: each is exposed (0 when no job is in it) so series do not appear and vanish.
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+# Every state a job can be in is exposed (0 when no job is in it) so series do not appear and vanish.
+JOB_STATES = tuple(JobState)
 
 
 class JobsCollector:

@@ -12,12 +12,10 @@ from typing import Any
 import redis
 
 from core.clock import Clock, system_clock
+from core.states import CLOSED_STATES, JobState, StartAction, WebhookState
 from jobs.chunk_metrics import ChunkMetrics, bucket_field
 from jobs.keys import JobKeys, active_index, live_index, metrics_key, new_job_id, tenant_index
 from jobs.summary import ChunkCounters
-
-OPEN_STATES = frozenset({"queued", "running"})
-CLOSED_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 
 @cache
@@ -88,7 +86,7 @@ class ChunkOutput:
 class StartDecision:
     """What a worker should do with a chunk it was handed (the outcome of `JobStore.start_chunk`)."""
 
-    action: str  # run | exhausted | committed | closed | gone
+    action: StartAction
     attempt: int = 0
     reason: str = ""
 
@@ -128,8 +126,9 @@ class JobStore:
         expires_at = int(now) + ttl_seconds
         job_id = new_job_id(expires_at)
         created_us = int(now * 1_000_000)
-        record = {**fields, "tenant": tenant, "state": "queued", "created_at": repr(now), "expires_at": str(expires_at),
-                  "sealed": "0", "upload_heartbeat": repr(now), "last_activity": repr(now)}
+        record = {**fields, "tenant": tenant, "state": JobState.QUEUED, "created_at": repr(now),
+                  "expires_at": str(expires_at), "sealed": "0", "upload_heartbeat": repr(now),
+                  "last_activity": repr(now)}
         flat = [item for pair in record.items() for item in pair]
         trim_before_us = created_us - ttl_seconds * 1_000_000
         self._run(
@@ -159,7 +158,7 @@ class JobStore:
                            *flat])
         return self._after(job_id, _text(reply))
 
-    def close(self, job_id: str, state: str, code: str, reason: str, *, purge: bool = False,
+    def close(self, job_id: str, state: JobState, code: str, reason: str, *, purge: bool = False,
               record: Mapping[str, str | int] | None = None) -> str:
         """Move an open job to `state` (cancelled or failed) with a stable reason `code` and a message.
 
@@ -180,10 +179,10 @@ class JobStore:
         k = self.keys(job_id)
         reply = self._run("start_chunk", [k.job, k.committed, k.attempts, k.leases, k.reasons],
                           [index, lease, repr(self.clock()), max_attempts, model[0], model[1]])
-        action = _text(reply[0])
-        if action == "run":
+        action = StartAction(_text(reply[0]))
+        if action == StartAction.RUN:
             return StartDecision(action, int(reply[1]))
-        if action == "exhausted":
+        if action == StartAction.EXHAUSTED:
             return StartDecision(action, int(reply[1]), _text(reply[2]))
         return StartDecision(action, 0, _text(reply[1]) if len(reply) > 1 else "")
 
@@ -221,7 +220,7 @@ class JobStore:
         """Count delivery attempt `attempt`; False for a duplicate message or a delivery already over."""
         return bool(self._run("begin_webhook_attempt", [self.keys(job_id).job], [attempt, repr(now), stale_after]))
 
-    def record_webhook(self, job_id: str, state: str, status: int, error: str) -> None:
+    def record_webhook(self, job_id: str, state: WebhookState, status: int, error: str) -> None:
         """Record how the last delivery attempt went (never recreates an expired job)."""
         if self.redis.exists(self.keys(job_id).job):
             self.redis.hset(self.keys(job_id).job, mapping={

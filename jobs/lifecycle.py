@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from core.states import JobState
 from jobs.blob_store import BlobStore, Deleted
 from jobs.job_store import JobStore
 
 INSUFFICIENT_STORAGE = "insufficient_storage"
 
 
-def close_job(store: JobStore, blobs: BlobStore, job_id: str, state: str, code: str, reason: str, *,
+def close_job(store: JobStore, blobs: BlobStore, job_id: str, state: JobState, code: str, reason: str, *,
               purge: bool = False, record: Mapping[str, str | int] | None = None) -> str:
     """Move an open job to `state` (cancelled or failed) and delete its staged inputs at once.
 
@@ -28,7 +29,7 @@ def close_job(store: JobStore, blobs: BlobStore, job_id: str, state: str, code: 
 
 def fail_for_storage(store: JobStore, blobs: BlobStore, job_id: str, message: str) -> Deleted:
     """Fail a job that does not fit in the store and delete everything it wrote there at once."""
-    store.close(job_id, "failed", INSUFFICIENT_STORAGE, f"{INSUFFICIENT_STORAGE}: {message}", purge=True)
+    store.close(job_id, JobState.FAILED, INSUFFICIENT_STORAGE, f"{INSUFFICIENT_STORAGE}: {message}", purge=True)
     return blobs.delete_job(job_id)
 
 

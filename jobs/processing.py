@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.states import JobState, StartAction
 from jobs.blob_store import BlobStore, InsufficientStorage
 from jobs.job_store import ChunkOutput, JobStore, StagedChunk, StartDecision
 from jobs.lifecycle import close_job, discard_late, fail_for_storage
@@ -86,14 +87,14 @@ class ChunkProcessor:
         decision = self.store.start_chunk(
             job_id, index, lease, self.max_attempts, (str(self.scorer.version), str(self.scorer.sha256))
         )
-        if decision.action == "exhausted":
+        if decision.action == StartAction.EXHAUSTED:
             message = f"chunk failed after {min(decision.attempt, self.max_attempts)} attempts: {decision.reason}"
             if decision.attempt > self.max_attempts:
                 # Even failing its rows one by one did not finish: the chunk cannot be read at all.
-                return close_job(self.store, self.blobs, job_id, "failed", "chunk_unreadable",
+                return close_job(self.store, self.blobs, job_id, JobState.FAILED, "chunk_unreadable",
                                  f"chunk {index}: {message}")
             return self._fail(job_id, index, message)
-        if decision.action != "run":
+        if decision.action != StartAction.RUN:
             return decision.action
         return self._score(job_id, index, decision, f"{lease}|{decision.attempt}")
 
@@ -142,7 +143,7 @@ class ChunkProcessor:
         except ReadError as exc:
             # The range is not readable as a body: the whole upload is, as the API would have answered.
             reason = f"{exc.code}: {exc.message} (in chunk {index}; lines counted from the chunk's first line)"
-            return close_job(self.store, self.blobs, job_id, "failed", exc.code, reason)
+            return close_job(self.store, self.blobs, job_id, JobState.FAILED, exc.code, reason)
         except Exception as exc:
             # Any failure of this attempt (including the soft time limit) is recorded and retried, bounded.
             reason = f"{type(exc).__name__}: {exc}"
@@ -167,7 +168,7 @@ class ChunkProcessor:
                     self.blobs.write(written[-1], payload)
         except InsufficientStorage as exc:
             fail_for_storage(self.store, self.blobs, job_id, str(exc))
-            return "failed"
+            return JobState.FAILED
         outcome = self.store.commit_chunk(job_id, index, output, result.num_rows, distinct_rows(errors),
                                           read.staged.size, seconds=seconds, summary=summary)
         if outcome == "ignored":
@@ -192,7 +193,7 @@ class ChunkProcessor:
         except (InputLost, ReadError, StagingError) as exc:
             staged = self.store.chunk(job_id, index)
             if staged is None or staged.records is None:
-                return close_job(self.store, self.blobs, job_id, "failed", "chunk_unreadable",
+                return close_job(self.store, self.blobs, job_id, JobState.FAILED, "chunk_unreadable",
                                  f"chunk {index}: {message} ({exc})")
             read = ChunkInput(staged, ERROR_SCHEMA.empty_table(), ERROR_SCHEMA.empty_table(), staged.records)
         errors = failed_chunk_errors(0, read.records, read.parse_errors, message)

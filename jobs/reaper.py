@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import redis
 
 from core.settings import Settings
+from core.states import OPEN_STATES, JobState
 from jobs.blob_store import BlobStore
-from jobs.job_store import OPEN_STATES, JobStore
+from jobs.job_store import JobStore
 from jobs.keys import reaper_lock
 from jobs.lifecycle import close_job
 from jobs.processing import Enqueue
@@ -67,7 +68,8 @@ def fail_if_stuck(store: JobStore, blobs: BlobStore, settings: Settings, job_id:
         return None
     code, reason = stuck
     # An upload that never ended is failed like one cut short: nothing it staged is shown as a result.
-    if close_job(store, blobs, job_id, "failed", code, reason, purge=code == "upload_incomplete") == "failed":
+    after = close_job(store, blobs, job_id, JobState.FAILED, code, reason, purge=code == "upload_incomplete")
+    if after == JobState.FAILED:
         log.warning("job %s failed by the reaper: %s", job_id, reason)
         return reason
     return None

@@ -13,9 +13,10 @@ import redis
 
 from core.clock import Clock, system_clock
 from core.settings import Settings
+from core.states import OPEN_STATES, WEBHOOK_WAITING, JobState
 from jobs.blob_store import BlobStore, Buffer, Deleted
 from jobs.errors import JobExpired, JobNotFound
-from jobs.job_store import OPEN_STATES, JobStore
+from jobs.job_store import JobStore
 from jobs.keys import broker_queue_lists, id_expiry
 from jobs.lifecycle import close_job, discard_late, fail_for_storage
 from jobs.processing import Enqueue
@@ -62,7 +63,7 @@ def render_webhook(f: Mapping[str, str]) -> dict[str, Any] | None:
         return None
     return {
         "url": url,
-        "state": f.get("webhook_state") or "waiting",
+        "state": f.get("webhook_state") or WEBHOOK_WAITING,
         "attempts": _int(f, "webhook_attempts"),
         "last_status": _int(f, "webhook_last_status") or None,
         "last_error": f.get("webhook_last_error") or None,
@@ -83,7 +84,7 @@ def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
     ended = float(f["finished_at"]) if f.get("finished_at") else now
     elapsed = ended - started if started is not None else 0.0
     rate = rows_done / elapsed if elapsed > 0 and rows_done else None
-    if state == "succeeded":
+    if state == JobState.SUCCEEDED:
         progress, eta = 1.0, 0.0
     else:
         progress = min(bytes_done / bytes_total, 1.0) if bytes_total else 0.0
@@ -266,7 +267,7 @@ class JobService:
         """
         record = {"bytes_received": bytes_received} if bytes_received is not None else {}
         record |= {"bytes_expected": bytes_expected} if bytes_expected is not None else {}
-        close_job(self.store, self.blobs, job_id, "failed", code, reason, purge=True, record=record)
+        close_job(self.store, self.blobs, job_id, JobState.FAILED, code, reason, purge=True, record=record)
 
     def fail_for_storage(self, job_id: str, message: str) -> dict[str, Any]:
         """Fail a job the store has no room for, deleting everything it wrote there; returns the job."""
@@ -301,7 +302,7 @@ class JobService:
     def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
         """Cancel the tenant's job: chunks not started are skipped, scored ones stay readable."""
         self._owned(tenant, job_id)
-        close_job(self.store, self.blobs, job_id, "cancelled", "cancelled", "cancelled by the client")
+        close_job(self.store, self.blobs, job_id, JobState.CANCELLED, "cancelled", "cancelled by the client")
         return self._render(job_id, self._fields(job_id))
 
     def purge(self, tenant: str, job_id: str) -> tuple[dict[str, Any], Deleted]:
@@ -310,7 +311,7 @@ class JobService:
         The job record stays until it expires (with `purged_at`; its results and errors read empty).
         """
         self._owned(tenant, job_id)
-        self.store.close(job_id, "cancelled", "purged", "purged by the client")
+        self.store.close(job_id, JobState.CANCELLED, "purged", "purged by the client")
         self.store.mark_purged(job_id)
         deleted = self.blobs.delete_job(job_id)
         return self._render(job_id, self._fields(job_id)), deleted

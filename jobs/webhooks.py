@@ -26,15 +26,13 @@ from urllib.parse import urlsplit
 import orjson
 
 from core.settings import Settings
+from core.states import WebhookState
 from core.webhooks import signed_headers
 from jobs.job_store import JobStore
 from jobs.service import render_job
 
 log = logging.getLogger(__name__)
 
-# Delivery states of a job's webhook (`webhook_state` on the job; the Lua scripts use the same words).
-WEBHOOK_STATES = ("pending", "sending", "retrying", "delivered", "failed", "refused")
-FINAL_WEBHOOK_STATES = ("delivered", "failed", "refused")
 MAX_URL_LENGTH = 2048
 RETRY_FACTOR = 4
 MAX_RETRY_DELAY_SECONDS = 6 * 3600
@@ -216,21 +214,21 @@ def deliver(store: JobStore, settings: Settings, job_id: str, attempt: int,
         status = post_to_address(url, address, body, headers, settings.webhook_timeout_seconds)
     except CallbackRefused as exc:
         log.warning("webhook of job %s refused: %s", job_id, exc)
-        store.record_webhook(job_id, "refused", 0, str(exc)[:ERROR_TEXT_LIMIT])
-        return Attempt("refused")
+        store.record_webhook(job_id, WebhookState.REFUSED, 0, str(exc)[:ERROR_TEXT_LIMIT])
+        return Attempt(WebhookState.REFUSED)
     except (OSError, http.client.HTTPException) as exc:
         error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
     if 200 <= status < 300:
         log.info("webhook of job %s delivered (attempt %s, HTTP %s)", job_id, attempt, status)
-        store.record_webhook(job_id, "delivered", status, "")
-        return Attempt("delivered")
+        store.record_webhook(job_id, WebhookState.DELIVERED, status, "")
+        return Attempt(WebhookState.DELIVERED)
     error = error or f"HTTP {status}"
     if attempt >= settings.webhook_max_attempts:
         log.warning("webhook of job %s failed after %s attempts: %s", job_id, attempt, error)
-        store.record_webhook(job_id, "failed", status, error)
-        return Attempt("failed")
+        store.record_webhook(job_id, WebhookState.FAILED, status, error)
+        return Attempt(WebhookState.FAILED)
     delay = retry_delay(attempt, settings)
     log.info("webhook of job %s attempt %s failed (%s); retrying in %ss", job_id, attempt, error, delay)
-    store.record_webhook(job_id, "retrying", status, error)
-    return Attempt("retrying", delay)
+    store.record_webhook(job_id, WebhookState.RETRYING, status, error)
+    return Attempt(WebhookState.RETRYING, delay)
 

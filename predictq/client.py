@@ -32,6 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from core.formats import FORMATS, extensions, format_for_path
+from core.states import CLOSED_STATES, JobState
 from predictq.errors import ApiError, ConnectionFailed, JobFailed, WaitTimeout, error_class
 
 if TYPE_CHECKING:
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:1313"
 UPLOAD_BLOCK_BYTES = 256 * 1024
 DOWNLOAD_BLOCK_BYTES = 256 * 1024
-# Job states after which nothing changes any more (jobs.job_store.CLOSED_STATES); anything else is still moving.
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+# Job states after which nothing changes any more; anything else is still moving.
+TERMINAL_STATES = CLOSED_STATES
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # The server's default PREDICTQ_MAX_SYNC_ROWS; a smaller server limit is learnt from its 413 answer.
 DEFAULT_SYNC_ROWS = 10_000
@@ -284,7 +285,7 @@ class Client:
 
     def _score_as_job(self, frame: pd.DataFrame, progress: bool) -> pd.DataFrame:
         job = self.submit(frame).wait(progress=progress)
-        if job.state != "succeeded":
+        if job.state != JobState.SUCCEEDED:
             raise JobFailed(0, f"job_{job.state}", f"job {job.id} ended {job.state}: {job.data.get('reason')}")
         results = job.results().set_index("row").reindex(range(len(frame)))
         results = results[sorted(results.columns)]

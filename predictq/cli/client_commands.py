@@ -13,11 +13,11 @@ from typing import IO, Any
 import click
 
 from core.formats import FORMATS
+from core.states import JobState
 from predictq.client import Client, Job, format_for, job_fraction, job_state
 from predictq.errors import ApiError
 
 PROGRESS_STEPS = 1000
-_SUCCESS = "succeeded"
 
 server_options = [
     click.option("--url", envvar="PREDICTQ_URL", default=None, help="Server URL [env PREDICTQ_URL; default local]."),
@@ -125,7 +125,7 @@ def submit(
         click.echo(f"job {job_id} accepted", err=True)
         final = _wait(client, job_id, poll_interval)
         state = job_state(final)
-        if state != _SUCCESS:
+        if state != JobState.SUCCEEDED:
             _echo_json(final)
             click.echo(f"error: job {job_id} ended {state}", err=True)
             raise SystemExit(1)

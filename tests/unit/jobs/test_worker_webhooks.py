@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
-import re
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,6 @@ from core.settings import Settings, SettingsError
 from core.webhooks import WebhookVerificationError, decode_secret, new_secret, sign, signed_headers, verify
 from jobs.service import JobService
 from jobs.webhooks import (
-    FINAL_WEBHOOK_STATES,
-    WEBHOOK_STATES,
     AllowList,
     CallbackRefused,
     check_callback_url,
@@ -158,11 +155,3 @@ def test_attempts_run_once_per_number_and_a_refused_address_is_never_called(hook
     assert (webhook["state"], webhook["attempts"]) == ("refused", 1)
     assert "127.0.0.1" in webhook["last_error"]
 
-
-def test_the_lua_scripts_use_the_webhook_states_of_the_source() -> None:
-    claim = (LUA / "claim_webhook.lua").read_text()
-    begin = (LUA / "begin_webhook_attempt.lua").read_text()
-    assert set(re.findall(r"'webhook_state', '([a-z]+)'", claim + begin)) == {"pending", "sending"}
-    assert set(re.findall(r"state == '(\w+)'", begin)) == set(FINAL_WEBHOOK_STATES)
-    assert set(re.findall(r"state ~= '(\w+)'", begin)) == {"retrying"}
-    assert set(FINAL_WEBHOOK_STATES) < set(WEBHOOK_STATES)
