@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from core.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError, env_names
 
 
 def test_defaults_without_environment() -> None:
@@ -41,3 +43,15 @@ def test_bad_values_fail_fast(env: dict[str, str]) -> None:
 def test_stuck_jobs_are_only_declared_after_lost_messages_come_back() -> None:
     with pytest.raises(SettingsError, match="PREDICTQ_STUCK_JOB_SECONDS"):
         Settings.from_env({"PREDICTQ_TASK_TIME_LIMIT": "600", "PREDICTQ_STUCK_JOB_SECONDS": "600"})
+
+
+def test_each_setting_is_read_from_its_own_variable() -> None:
+    names = env_names()
+    assert len(set(names.values())) == len(names) == len(dataclasses.fields(Settings))
+    for field, variable in names.items():
+        default = getattr(Settings(), field)
+        value = default + 1 if isinstance(default, int | float) else "x"
+        try:
+            assert getattr(Settings.from_env({variable: str(value)}), field) == value, variable
+        except SettingsError as exc:  # a value the checks refuse: the refusal names the variable read
+            assert variable in str(exc)
