@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -13,7 +12,7 @@ import redis
 
 from core.clock import Clock, system_clock
 from core.settings import Settings
-from core.states import OPEN_STATES, WEBHOOK_WAITING, JobState
+from core.states import OPEN_STATES, JobState
 from jobs.blob_store import BlobStore, Buffer, Deleted
 from jobs.errors import JobExpired, JobNotFound
 from jobs.job_store import JobStore
@@ -22,6 +21,7 @@ from jobs.lifecycle import close_job, discard_late, fail_for_storage
 from jobs.processing import Enqueue
 from jobs.reaper import fail_if_stuck
 from jobs.staging import read_table, staged_arrow
+from jobs.view import JobObject, int_field, iso_time, render_job
 from model.errors import RowError
 
 __all__ = ["JobExpired", "JobNotFound", "JobService"]
@@ -32,104 +32,11 @@ CLOCK_SKEW_SECONDS = 5
 TIE_SLACK = 8
 
 
-def _iso(epoch: str | float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC with milliseconds, or None."""
-    if epoch in (None, ""):
-        return None
-    stamp = datetime.fromtimestamp(float(epoch), tz=UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _int(fields: Mapping[str, str], name: str) -> int:
-    return int(fields.get(name) or 0)
-
-
-def _upload(f: Mapping[str, str], sealed: bool) -> dict[str, Any]:
-    """What arrived of the job's body: its size and sha256 once complete, what was expected when it was cut."""
-    return {
-        "complete": sealed,
-        "bytes_received": int(f["bytes_received"]) if f.get("bytes_received") else None,
-        "bytes_expected": int(f["bytes_expected"]) if f.get("bytes_expected") else None,
-        "sha256": f.get("sha256") or None,
-        "results_deleted": bool(f.get("purged_at")),
-    }
-
-
-def render_webhook(f: Mapping[str, str]) -> dict[str, Any] | None:
-    """Delivery of the job's callback: `state` waiting (job still open) | pending | retrying | delivered |
-    failed | refused, attempts made, the last HTTP status and error; None when the job has no callback."""
-    url = f.get("callback_url")
-    if not url:
-        return None
-    return {
-        "url": url,
-        "state": f.get("webhook_state") or WEBHOOK_WAITING,
-        "attempts": _int(f, "webhook_attempts"),
-        "last_status": _int(f, "webhook_last_status") or None,
-        "last_error": f.get("webhook_last_error") or None,
-    }
-
-
-def render_job(job_id: str, f: Mapping[str, str], now: float) -> dict[str, Any]:
-    """The public job object built from its stored fields."""
-    sealed = f.get("sealed") == "1"
-    chunks_total = _int(f, "chunks_total") if sealed else _int(f, "chunks_staged")
-    rows_failed = _int(f, "rows_failed")
-    rows_done = _int(f, "rows_scored") + rows_failed
-    # Records are counted as they are parsed: by the API for a JSON array, by the workers for CSV and NDJSON.
-    rows_total = max(_int(f, "rows_staged"), _int(f, "rows_read"))
-    bytes_total, bytes_done = _int(f, "bytes_staged"), _int(f, "bytes_done")
-    state = f["state"]
-    started = float(f["started_at"]) if f.get("started_at") else None
-    ended = float(f["finished_at"]) if f.get("finished_at") else now
-    elapsed = ended - started if started is not None else 0.0
-    rate = rows_done / elapsed if elapsed > 0 and rows_done else None
-    if state == JobState.SUCCEEDED:
-        progress, eta = 1.0, 0.0
-    else:
-        progress = min(bytes_done / bytes_total, 1.0) if bytes_total else 0.0
-        byte_rate = bytes_done / elapsed if elapsed > 0 and bytes_done else None
-        eta = ((bytes_total - bytes_done) / byte_rate if sealed and byte_rate and state in OPEN_STATES else None)
-    model = {"version": f["model_version"], "sha256": f["model_sha256"]} if f.get("model_version") else None
-    return {
-        "id": job_id,
-        "state": state,
-        "outcome": f.get("outcome") or None,
-        "reason": f.get("reason") or None,
-        "reason_code": f.get("reason_code") or None,
-        "format": f.get("fmt") or None,
-        "passthrough": f.get("passthrough") or None,
-        "upload_complete": sealed,
-        "upload": _upload(f, sealed),
-        "created_at": _iso(f.get("created_at")),
-        "started_at": _iso(f.get("started_at")),
-        "finished_at": _iso(f.get("finished_at")),
-        "expires_at": _iso(f.get("expires_at")),
-        "purged_at": _iso(f.get("purged_at")),
-        "rows_total": rows_total,
-        "rows_done": rows_done,
-        "rows_failed": rows_failed,
-        "chunks_total": chunks_total,
-        "chunks_done": _int(f, "chunks_done"),
-        "bytes_total": bytes_total,
-        "bytes_done": bytes_done,
-        "progress": round(progress, 6),
-        "rows_per_second": round(rate, 3) if rate else None,
-        "eta_seconds": round(eta, 3) if eta is not None else None,
-        "model": model,
-        "request_id": f.get("request_id") or None,
-        "webhook": render_webhook(f),
-    }
-
-
 class JobService:
     """Jobs stored in Redis and scored by Celery workers.
 
-    Job object fields: see `render_job`. `rows_done` counts rows with a final outcome (scored or failed);
-    `rows_failed` those of them that failed. A succeeded job's `outcome` is `all_rows_scored` or
-    `some_rows_failed`; a failed or cancelled one has a `reason`. Until the upload is sealed,
-    `chunks_total`/`bytes_total` count what was staged so far and `upload_complete` is false; `rows_total`
-    counts the records parsed so far (exact once the job succeeded).
+    Job objects: see `jobs.view.JobObject`. A succeeded job's `outcome` is `all_rows_scored` or
+    `some_rows_failed`; a failed or cancelled one has a `reason`.
 
     Redis holds the job's state; its staged inputs and results are files in the blob store (`blobs`).
     """
@@ -157,7 +64,7 @@ class JobService:
 
     def create(self, tenant: str, *, fmt: str, passthrough: str | None = None,
                model: Mapping[str, str] | None = None, header: bytes = b"", request_id: str | None = None,
-               callback_url: str | None = None) -> dict[str, Any]:
+               callback_url: str | None = None) -> JobObject:
         """Create a queued job for `tenant` whose upload is about to be staged; returns the job object.
 
         `header` is a CSV body's header line: workers parse each range after it. `request_id` is the
@@ -244,7 +151,7 @@ class JobService:
         return True
 
     def seal(self, job_id: str, rows_total: int | None, chunks_total: int, *, bytes_received: int | None = None,
-             sha256: str | None = None) -> dict[str, Any]:
+             sha256: str | None = None) -> JobObject:
         """Mark the upload complete; the job succeeds at once if every chunk already committed.
 
         Call it only once the whole body arrived; `bytes_received` and `sha256` (hex) record what did. The
@@ -269,19 +176,19 @@ class JobService:
         record |= {"bytes_expected": bytes_expected} if bytes_expected is not None else {}
         close_job(self.store, self.blobs, job_id, JobState.FAILED, code, reason, purge=True, record=record)
 
-    def fail_for_storage(self, job_id: str, message: str) -> dict[str, Any]:
+    def fail_for_storage(self, job_id: str, message: str) -> JobObject:
         """Fail a job the store has no room for, deleting everything it wrote there; returns the job."""
         fail_for_storage(self.store, self.blobs, job_id, message)
         return self._render(job_id, self._fields(job_id))
 
-    def get(self, tenant: str, job_id: str) -> dict[str, Any]:
+    def get(self, tenant: str, job_id: str) -> JobObject:
         """The tenant's job; JobNotFound for unknown or foreign ids, JobExpired past its retention."""
         fields = self._owned(tenant, job_id)
         if fail_if_stuck(self.store, self.blobs, self.settings, job_id, fields):
             fields = self._fields(job_id)
         return self._render(job_id, fields)
 
-    def list(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def list(self, tenant: str, limit: int = 50, cursor: str | None = None) -> tuple[list[JobObject], str | None]:
         """The tenant's live jobs, newest first, `limit` per page; pass the returned cursor for the next page."""
         score_text, _, after_id = (cursor or "").partition(":")
         max_score = int(score_text) if score_text.isdigit() else None
@@ -299,13 +206,13 @@ class JobService:
         next_cursor = f"{page[-1][1]}:{page[-1][0]}" if len(owned) > limit else None
         return [render_job(job_id, f, now) for job_id, _, f in page], next_cursor
 
-    def cancel(self, tenant: str, job_id: str) -> dict[str, Any]:
+    def cancel(self, tenant: str, job_id: str) -> JobObject:
         """Cancel the tenant's job: chunks not started are skipped, scored ones stay readable."""
         self._owned(tenant, job_id)
         close_job(self.store, self.blobs, job_id, JobState.CANCELLED, "cancelled", "cancelled by the client")
         return self._render(job_id, self._fields(job_id))
 
-    def purge(self, tenant: str, job_id: str) -> tuple[dict[str, Any], Deleted]:
+    def purge(self, tenant: str, job_id: str) -> tuple[JobObject, Deleted]:
         """Cancel the tenant's job if it is open and delete all of its data now; returns the job and what went.
 
         The job record stays until it expires (with `purged_at`; its results and errors read empty).
@@ -330,7 +237,8 @@ class JobService:
         total = 0
         for fields in self.store.many_fields(job_ids):
             if fields and fields.get("state") in OPEN_STATES:
-                total += _int(fields, "rows_staged") - _int(fields, "rows_scored") - _int(fields, "rows_failed")
+                done = int_field(fields, "rows_scored") + int_field(fields, "rows_failed")
+                total += int_field(fields, "rows_staged") - done
         return max(total, 0)
 
     def queued_bytes(self) -> int:
@@ -338,7 +246,7 @@ class JobService:
         total = 0
         for fields in self.store.many_fields(self.store.active_jobs()):
             if fields and fields.get("state") in OPEN_STATES:
-                total += _int(fields, "bytes_staged") - _int(fields, "bytes_done")
+                total += int_field(fields, "bytes_staged") - int_field(fields, "bytes_done")
         return max(total, 0)
 
     def state_counts(self) -> dict[str, int]:
@@ -393,7 +301,7 @@ class JobService:
         if expiry is None:
             raise JobNotFound(job_id)
         if expiry <= self.store.clock():
-            raise JobExpired(job_id, _iso(expiry) or "")
+            raise JobExpired(job_id, iso_time(expiry) or "")
         fields = self._fields(job_id)
         if fields.get("tenant") != tenant:
             raise JobNotFound(job_id)
@@ -403,9 +311,9 @@ class JobService:
         """JobExpired when the id's expiry is (nearly) past, else JobNotFound."""
         expiry = id_expiry(job_id)
         if expiry is not None and expiry <= self.store.clock() + CLOCK_SKEW_SECONDS:
-            return JobExpired(job_id, _iso(expiry) or "")
+            return JobExpired(job_id, iso_time(expiry) or "")
         return JobNotFound(job_id)
 
-    def _render(self, job_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    def _render(self, job_id: str, fields: dict[str, str]) -> JobObject:
         return render_job(job_id, fields, self.store.clock())
 

@@ -29,7 +29,7 @@ from core.settings import Settings
 from core.states import WebhookState
 from core.webhooks import signed_headers
 from jobs.job_store import JobStore
-from jobs.service import render_job
+from jobs.view import render_job
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def retry_delay(attempt: int, settings: Settings) -> int:
 
 def event_body(job_id: str, fields: dict[str, str], now: float) -> bytes:
     """The delivery's JSON body: the event type, when the job ended, and the job object (as GET shows it)."""
-    job = render_job(job_id, fields, now)
+    job = dict(render_job(job_id, fields, now))
     job.pop("webhook", None)  # changes between attempts; the signed body must not
     return orjson.dumps({
         "type": f"job.{job['state']}",
