@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import redis
 from flask import Flask, Response
+from typing_extensions import TypedDict
 from werkzeug.exceptions import HTTPException
 
 from api.request_id import current_request_id
@@ -46,6 +47,21 @@ HTTP_CODES: dict[int, str] = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+class ErrorBody(TypedDict):
+    """What went wrong: a stable `code`, a message for people, and details naming the problem (with
+    `request_id` inside a request)."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class Error(TypedDict):
+    """The one error shape of every answer that is not a success."""
+
+    error: ErrorBody
 
 
 class ApiError(Exception):
@@ -100,8 +116,8 @@ def error_response(
     request_id = current_request_id()
     if request_id is not None:
         details = {**details, "request_id": request_id}
-    error = {"code": code, "message": _clip(message, MAX_MESSAGE_CHARS), "details": details}
-    body = orjson.dumps({"error": error})
+    error: Error = {"error": {"code": code, "message": _clip(message, MAX_MESSAGE_CHARS), "details": details}}
+    body = orjson.dumps(error)
     response = Response(body, status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -10,7 +10,7 @@ from functools import partial
 from itertools import chain
 from typing import Any
 
-from flask import Blueprint, Response, g, request, stream_with_context, url_for
+from flask import Blueprint, Response, g, request, stream_with_context
 
 from api import idempotency
 from api.callbacks import requested_callback
@@ -20,10 +20,12 @@ from api.limits import check_backpressure
 from api.metrics import api_metrics
 from api.request_id import current_request_id
 from api.responses import json_response
+from api.schemas import present
 from api.services import require_tenant, services
 from api.uploads import BodyReceipt, IncompleteBody, Upload, digest_mismatch, open_upload
 from core.formats import FORMATS
 from jobs.blob_store import InsufficientStorage
+from jobs.keys import JOB_ID_PATTERN
 from model.memory import release_free_heap
 from model.prefetch import read_ahead
 from model.ranges import RANGE_FORMATS, RecordRanges, split_records
@@ -37,8 +39,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 bp.before_request(require_tenant)
 
-# Job ids are short tokens; anything else is answered 404 without touching Redis.
-JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Anything but a job id (jobs.keys) is answered 404 without touching Redis.
+JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 PASSTHROUGH_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 RESULT_MEDIA_TYPES = {name: FORMATS[name].content_type for name in OUTPUT_FORMATS}
 # Accept is matched against each format's media type; when a client likes several equally, the first here wins.
@@ -55,18 +57,6 @@ def _job_id(job_id: str) -> str:
     if not JOB_ID_RE.fullmatch(job_id):
         raise ApiError(404, "job_not_found", "job not found", {"job_id": job_id[:64]})
     return job_id
-
-
-def present(job: dict[str, Any]) -> dict[str, Any]:
-    """The job object as clients see it: the store's fields plus links to itself, its results and errors."""
-    job_id = job["id"]
-    links = {
-        "self": url_for("jobs.get_job", job_id=job_id),
-        "results": url_for("jobs.get_results", job_id=job_id),
-        "errors": url_for("jobs.get_errors", job_id=job_id),
-        "summary": url_for("summary.get_summary", job_id=job_id),
-    }
-    return {**job, "links": links}
 
 
 def _passthrough() -> str | None:

@@ -1,22 +1,19 @@
-"""The OpenAPI 3.1 document of the HTTP contract, built from the settings that shape it (row and size limits)."""
+"""The OpenAPI 3.1 document of the HTTP contract: its paths, built from the settings that shape it (row and size
+limits); the component schemas come from api.schemas."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from api.jobs import CURSOR_RE
+from api.jobs import CURSOR_RE, RESULT_MEDIA_TYPES
+from api.schemas import SCHEMA_RULE, component_schemas, job_id_schema
+from api.schemas import ref as _ref
 from core.formats import FORMATS
 from core.settings import Settings
 from core.version import VERSION as __version__
-from model.schema import REQUIRED_COLUMNS
 
 JSON = "application/json"
 PARQUET = FORMATS["parquet"].media_type
-STATES = ["queued", "running", "succeeded", "failed", "cancelled", "expired"]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -32,210 +29,12 @@ AUTH_ERRORS = {
     "429": _error("Rate limit for this key exceeded", RETRY_AFTER),
     "503": _error("No API keys configured, model or job store unavailable, or too much queued work", RETRY_AFTER),
 }
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 200}}
-# The required-columns rule, the same for /predict and every job upload format.
-SCHEMA_RULE = (
-    "The CSV header, or the first JSON/NDJSON record (for /predict: the first object), is the schema check: it must "
-    f"name every required column ({' '.join(REQUIRED_COLUMNS)}), else 400 missing_columns naming the absent ones. "
-    "After it, a key absent from a record is a missing value (mean-imputed), as null or \"\" are."
-)
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": job_id_schema()}
 FORMAT = {
     "name": "format", "in": "query", "required": False,
     "description": "Download format; when absent the Accept header decides, else JSON.",
-    "schema": {"type": "string", "enum": ["json", "ndjson", "csv", "parquet"]},
+    "schema": {"type": "string", "enum": list(RESULT_MEDIA_TYPES)},
 }
-
-
-def _error_envelope(code: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
-    """The one error shape {"error": {"code", "message", "details"}} with the given code and details schemas."""
-    return {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "details"],
-                "properties": {"code": code, "message": {"type": "string"}, "details": details},
-            }
-        },
-    }
-
-
-def _schemas(settings: Settings) -> dict[str, Any]:
-    record = {
-        "type": "object",
-        "description": "One input row: the raw columns x0..x99. The model reads "
-        f"{', '.join(REQUIRED_COLUMNS)}; other keys are accepted and ignored. Values are numbers, numeric text "
-        "('$1,234.50', '62.5%', '1e3') or, for x5/x31/x81, a known level; null is missing. A row whose values "
-        "cannot be used (an unknown level, Infinity, a number past float64) is a row error naming the column, never "
-        f"a failure of the whole request. {SCHEMA_RULE}",
-        "properties": {c: {"description": "number, numeric text, level, or null"} for c in REQUIRED_COLUMNS},
-        "required": list(REQUIRED_COLUMNS),
-        "additionalProperties": True,
-    }
-    prediction = {
-        "type": "object",
-        "description": "Keys sorted: business_outcome, phat, then the 25 model inputs.",
-        "required": ["business_outcome", "phat"],
-        "properties": {"business_outcome": {"type": "integer", "enum": [0, 1]}, "phat": {"type": "number"}},
-        "additionalProperties": True,
-    }
-    row_error = {
-        **_error_envelope(
-            {"const": "invalid_row"},
-            {
-                "type": "object",
-                "required": ["row", "column"],
-                "properties": {"row": {"type": "integer"}, "column": {"type": ["string", "null"]}},
-            },
-        ),
-        "description": "An element of a /predict array that could not be scored, answered in place in the one "
-        "error shape: details.row is its 0-based index in the array, details.column the column at fault (null "
-        "when the element is not an object).",
-        "additionalProperties": False,
-    }
-    nullable_number = {"type": ["number", "null"]}
-    job = {
-        "type": "object",
-        "required": ["id", "state", "created_at", "rows_total", "rows_done", "rows_failed", "links"],
-        "properties": {
-            "id": {"type": "string"},
-            "state": {"type": "string", "enum": STATES},
-            "outcome": {
-                "type": ["string", "null"],
-                "enum": ["all_rows_scored", "some_rows_failed", None],
-                "description": "Once succeeded: whether every row scored or some rows failed (see the errors link).",
-            },
-            "reason": {"type": ["string", "null"], "description": "Why a job failed or was cancelled."},
-            "reason_code": {
-                "type": ["string", "null"],
-                "description": "Stable code of the reason: cancelled, purged, upload_incomplete (the body did not "
-                "arrive whole), digest_mismatch (not the body the client hashed), upload_mismatch, stuck, too_large, "
-                "insufficient_storage, chunk_unreadable, or the code of the read error that stopped the upload or "
-                "that a worker found in a range of it.",
-            },
-            "upload": {
-                "type": "object",
-                "description": "What arrived of the body: its size and sha256 (hex) once complete; the bytes "
-                "received and expected when it was cut short; results_deleted when nothing of the job was kept.",
-                "properties": {
-                    "complete": {"type": "boolean"},
-                    "bytes_received": {"type": ["integer", "null"]},
-                    "bytes_expected": {"type": ["integer", "null"]},
-                    "sha256": {"type": ["string", "null"]},
-                    "results_deleted": {"type": "boolean"},
-                },
-            },
-            "format": {"type": ["string", "null"]},
-            "passthrough": {"type": ["string", "null"]},
-            "upload_complete": {"type": "boolean"},
-            "created_at": {"type": ["string", "null"]},
-            "started_at": {"type": ["string", "null"]},
-            "finished_at": {"type": ["string", "null"]},
-            "expires_at": {"type": ["string", "null"]},
-            "rows_total": {"type": ["integer", "null"]},
-            "rows_done": {"type": "integer"},
-            "rows_failed": {"type": "integer"},
-            "chunks_total": {"type": ["integer", "null"]},
-            "chunks_done": {"type": "integer"},
-            "bytes_total": {"type": "integer", "description": "Staged input bytes (so far, while uploading)."},
-            "bytes_done": {"type": "integer", "description": "Staged input bytes of the committed chunks."},
-            "purged_at": {"type": ["string", "null"], "description": "When the job's data was deleted on request."},
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "rows_per_second": nullable_number,
-            "eta_seconds": nullable_number,
-            "model": {
-                "type": ["object", "null"],
-                "properties": {"version": {"type": "string"}, "sha256": {"type": "string"}},
-            },
-            "links": {
-                "type": "object",
-                "required": ["self", "results", "errors"],
-                "properties": {k: {"type": "string"} for k in ("self", "results", "errors", "summary")},
-            },
-        },
-        "additionalProperties": True,
-    }
-    error = _error_envelope({"type": "string"}, {"type": "object"})
-    return {
-        "JobSummary": _summary_schema(),
-        "Record": record,
-        "Prediction": prediction,
-        "RowError": row_error,
-        "Job": job,
-        "JobPage": {
-            "type": "object",
-            "required": ["items", "next_cursor"],
-            "properties": {
-                "items": {"type": "array", "items": _ref("Job")},
-                "next_cursor": {"type": ["string", "null"]},
-            },
-        },
-        "Error": error,
-        "PredictArray": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": settings.max_sync_rows,
-            "description": f"Records. {SCHEMA_RULE} An element that is not a usable Record is answered in place "
-            "with a RowError.",
-            "items": {},
-        },
-    }
-
-
-def _summary_schema() -> dict[str, Any]:
-    """The job summary (jobs.summary.assemble): scores, outcome share, inputs beside training, drift."""
-    number, count = {"type": ["number", "null"]}, {"type": "integer", "minimum": 0}
-    counts = {"type": "object", "additionalProperties": count}
-    level = {"type": "object", "required": ["level", "count", "share", "training_share"],
-             "properties": {"level": {"type": "string"}, "count": count, "share": number, "training_share": number}}
-    column = {
-        "type": "object",
-        "required": ["column", "kind", "missing", "missing_rate", "training_missing_rate"],
-        "properties": {
-            "column": {"type": "string"}, "kind": {"type": "string", "enum": ["numeric", "categorical"]},
-            "missing": count, "missing_rate": number, "training_missing_rate": number,
-            "mean": number, "sd": number, "training_mean": number, "training_sd": number,
-            "mean_shift": {**number, "description": "(mean - training_mean) / training_sd"},
-            "levels": {"type": "array", "items": level},
-        },
-    }
-    warning = {"type": "object", "required": ["kind", "message"], "properties": {
-        "kind": {"type": "string", "enum": ["missing_rate", "mean_shift", "level_share", "outcome_share",
-                                            "rows_failed"]},
-        "column": {"type": ["string", "null"]}, "value": {"type": "number"}, "training": {"type": "number"},
-        "threshold": {"type": "number"}, "message": {"type": "string"}}}
-    return {
-        "type": "object",
-        "description": "Figures over the rows scored by the chunks committed so far (every chunk once the job is "
-        "closed). Counts are exact; means and standard deviations (population, over observed values) are merged "
-        "from per-chunk float64 sums.",
-        "required": ["job_id", "state", "rows_scored", "phat_histogram", "business_outcome_1", "inputs",
-                     "rows_failed", "drift"],
-        "properties": {
-            "job_id": {"type": "string"},
-            "state": {"type": "string", "enum": STATES},
-            "rows_scored": count,
-            "phat_histogram": {
-                "type": "object", "required": ["edges", "counts"],
-                "description": "20 equal bins over [0, 1]: bin i holds edges[i] <= phat < edges[i+1] (the last "
-                "also phat = 1); the counts sum to rows_scored.",
-                "properties": {"edges": {"type": "array", "items": {"type": "number"}, "minItems": 21,
-                                         "maxItems": 21},
-                               "counts": {"type": "array", "items": count, "minItems": 20, "maxItems": 20}},
-            },
-            "business_outcome_1": {
-                "type": "object", "required": ["count", "share", "cutoff", "training_share"],
-                "properties": {"count": count, "share": number, "cutoff": {"type": "number"},
-                               "training_share": {"type": "number"}},
-            },
-            "inputs": {"type": "array", "items": column},
-            "rows_failed": {"type": "object", "required": ["total", "by_code", "by_column"], "properties": {
-                "total": count, "by_code": counts, "by_column": counts}},
-            "drift": {"type": "array", "items": warning},
-        },
-        "additionalProperties": True,
-    }
 
 
 def _predict(settings: Settings) -> dict[str, Any]:
@@ -493,7 +292,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             **_ops(),
         },
         "components": {
-            "schemas": _schemas(settings),
+            "schemas": component_schemas(settings),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

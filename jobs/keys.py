@@ -10,7 +10,11 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # kombu's Redis transport defaults (kombu.transport.redis): messages with a priority go to "<queue>\x06\x16<step>".
 KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
-_ID_RE = re.compile(r"^([0-9a-z]{1,13})-([0-9a-f]{20})$")
+# A job id is "<base36 expiry epoch seconds>-<80 random bits in hex>": 13 base36 digits hold any 64-bit epoch second.
+EXPIRY_DIGITS, RANDOM_HEX = 13, 20
+JOB_ID_PATTERN = rf"([0-9a-z]{{1,{EXPIRY_DIGITS}}})-([0-9a-f]{{{RANDOM_HEX}}})"
+JOB_ID_MAX_LENGTH = EXPIRY_DIGITS + 1 + RANDOM_HEX
+_ID_RE = re.compile(JOB_ID_PATTERN)
 
 
 def _base36(value: int) -> str:
@@ -25,12 +29,12 @@ def _base36(value: int) -> str:
 
 def new_job_id(expires_at: int) -> str:
     """A fresh id `<base36 expiry epoch seconds>-<80 random bits>`: its expiry is readable with nothing stored."""
-    return f"{_base36(expires_at)}-{secrets.token_hex(10)}"
+    return f"{_base36(expires_at)}-{secrets.token_hex(RANDOM_HEX // 2)}"
 
 
 def id_expiry(job_id: str) -> int | None:
     """Expiry epoch seconds encoded in `job_id`, or None when the text is not a job id at all."""
-    match = _ID_RE.match(job_id)
+    match = _ID_RE.fullmatch(job_id)
     return int(match.group(1), 36) if match else None
 
 
