@@ -13,8 +13,12 @@ __all__ = ["Client", "Job", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"Client", "Job"}:
-        from predictq import client
+    if name == "Client":
+        from predictq.client import Client
 
-        return getattr(client, name)
+        return Client
+    if name == "Job":
+        from predictq.job import Job
+
+        return Job
     raise AttributeError(f"module 'predictq' has no attribute {name!r}")

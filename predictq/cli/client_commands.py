@@ -14,8 +14,9 @@ import click
 
 from core.formats import FORMATS
 from core.states import JobState
-from predictq.client import Client, Job, format_for, job_fraction, job_state
+from predictq.client import Client
 from predictq.errors import ApiError
+from predictq.job import Job, format_for, job_fraction, job_state
 
 PROGRESS_STEPS = 1000
 

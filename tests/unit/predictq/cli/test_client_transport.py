@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from predictq.client import UPLOAD_BLOCK_BYTES, Client
+from predictq.client import Client
+from predictq.transport import UPLOAD_BLOCK_BYTES
 from tests.support.http_server import serve_handler
 
 
