@@ -3,6 +3,18 @@ local function is_open(state)
     return state == 'queued' or state == 'running'
 end
 
+-- What a script that only changes open jobs answers: 'gone' for a job that expired, the state of a closed
+-- one, nil for an open one.
+local function unless_open(state)
+    if not state then
+        return 'gone'
+    end
+    if not is_open(state) then
+        return state
+    end
+    return nil
+end
+
 -- Push a shared index key's expiry out to at least exp_ms (never shorten it).
 local function extend_to(key, exp_ms, now_ms)
     local pttl = redis.call('PTTL', key)

@@ -8,12 +8,9 @@
 -- Returns the job's state after the call, or 'gone'.
 local job, active, outputs, summary = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local job_id, new_state, code, reason, now, purge = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local state = redis.call('HGET', job, 'state')
-if not state then
-    return 'gone'
-end
-if not is_open(state) then
-    return state
+local closed = unless_open(redis.call('HGET', job, 'state'))
+if closed then
+    return closed
 end
 redis.call('HSET', job, 'state', new_state, 'reason_code', code, 'reason', reason, 'finished_at', now)
 if #ARGV > 6 then

@@ -4,12 +4,9 @@
 -- Returns 'staged', 'duplicate' (index already staged), 'sealed', a closed state, or 'gone'.
 local job, chunks = KEYS[1], KEYS[2]
 local index, kind, bytes, records, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local state = redis.call('HGET', job, 'state')
-if not state then
-    return 'gone'
-end
-if not is_open(state) then
-    return state
+local closed = unless_open(redis.call('HGET', job, 'state'))
+if closed then
+    return closed
 end
 if redis.call('HGET', job, 'sealed') == '1' then
     return 'sealed'
