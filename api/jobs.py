@@ -52,7 +52,7 @@ PAGE_RE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() also acc
 CURSOR_RE = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,64}")
 
 
-def _job_id(job_id: str) -> str:
+def job_id_or_404(job_id: str) -> str:
     """`job_id` if it looks like one, else 404 at once."""
     if not JOB_ID_RE.fullmatch(job_id):
         raise ApiError(404, "job_not_found", "job not found", {"job_id": job_id[:64]})
@@ -320,7 +320,7 @@ def list_jobs() -> Response:
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> Response:
     """One job's state, counts, progress, rate, ETA, model and links."""
-    return json_response(present(services().jobs.get(g.tenant, _job_id(job_id))))
+    return json_response(present(services().jobs.get(g.tenant, job_id_or_404(job_id))))
 
 
 @bp.delete("/<job_id>")
@@ -333,8 +333,8 @@ def cancel_job(job_id: str) -> Response:
     if purge not in ("true", "false"):
         raise ApiError(400, "invalid_parameter", "purge must be true or false", {"purge": purge[:20]})
     if purge == "false":
-        return json_response(present(services().jobs.cancel(g.tenant, _job_id(job_id))))
-    job, deleted = services().jobs.purge(g.tenant, _job_id(job_id))
+        return json_response(present(services().jobs.cancel(g.tenant, job_id_or_404(job_id))))
+    job, deleted = services().jobs.purge(g.tenant, job_id_or_404(job_id))
     return json_response({**present(job), "purged": {"files": deleted.files, "bytes": deleted.bytes}})
 
 
@@ -360,7 +360,7 @@ def _primed(tables: Iterable[Any]) -> Iterator[Any]:
 def _download(job_id: str, kind: str, source: Callable[[str, str], Iterable[Any]]) -> Response:
     """Stream a job's result or error tables in the negotiated format."""
     fmt = negotiate_format()
-    tables = _primed(source(g.tenant, _job_id(job_id)))
+    tables = _primed(source(g.tenant, job_id_or_404(job_id)))
 
     def body() -> Iterator[bytes]:
         try:

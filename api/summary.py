@@ -7,8 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g
 
-from api.errors import ApiError
-from api.jobs import JOB_ID_RE
+from api.jobs import job_id_or_404
 from api.responses import json_response
 from api.services import require_tenant, services
 from jobs.summary import DriftThresholds, assemble
@@ -41,10 +40,8 @@ def get_model() -> Response:
 @bp.get("/v1/jobs/<job_id>/summary")
 def get_summary(job_id: str) -> Response:
     """The summary of the chunks committed so far (all of them once the job is closed), beside training."""
-    if not JOB_ID_RE.fullmatch(job_id):
-        raise ApiError(404, "job_not_found", "job not found", {"job_id": job_id[:64]})
     svc = services()
-    job = svc.jobs.get(g.tenant, job_id)  # owner and expiry checks: 404 / 410 as for the job itself
+    job = svc.jobs.get(g.tenant, job_id_or_404(job_id))  # owner and expiry checks: 404 / 410 as for the job itself
     scorer = svc.scorer
     params = scorer.artifact.params
     figures = assemble(
