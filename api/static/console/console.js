@@ -8,7 +8,7 @@ const LIST_EVERY_MS = 2000;
 const JOB_EVERY_MS = 500;
 const SUMMARY_EVERY_MS = 2000;
 const FIRST_ERRORS = 20;
-const CLOSED = new Set(["succeeded", "failed", "cancelled", "expired"]);
+const CLOSED = new Set(["succeeded", "failed", "cancelled"]);
 const UPLOAD_TYPES = { csv: "text/csv", ndjson: "application/x-ndjson", jsonl: "application/x-ndjson",
                        json: "application/json" };
 const SVG = "http://www.w3.org/2000/svg";

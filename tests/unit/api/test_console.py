@@ -7,6 +7,8 @@ from importlib import resources
 
 import pytest
 
+from core.states import CLOSED_STATES
+
 STATIC = resources.files("api") / "static" / "console"
 
 
@@ -47,3 +49,11 @@ def test_api_errors_stay_json(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
     assert "Content-Security-Policy" not in client.get("/healthz").headers
+
+
+def test_script_knows_the_closed_states():
+    """The console's copy of the closed states (a job there stops being polled) is core.states'."""
+    script = (STATIC / "console.js").read_text()
+    closed = re.search(r"const CLOSED = new Set\(\[(.*?)\]\)", script)
+    assert closed is not None
+    assert set(re.findall(r'"(\w+)"', closed.group(1))) == CLOSED_STATES
