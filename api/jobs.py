@@ -41,7 +41,8 @@ bp.before_request(require_tenant)
 
 # Anything but a job id (jobs.keys) is answered 404 without touching Redis.
 JOB_ID_RE = re.compile(JOB_ID_PATTERN)
-PASSTHROUGH_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+MAX_ID_COLUMN_CHARS = 128
+PASSTHROUGH_RE = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_ID_COLUMN_CHARS}}}")
 RESULT_MEDIA_TYPES = {name: FORMATS[name].content_type for name in OUTPUT_FORMATS}
 # Accept is matched against each format's media type; when a client likes several equally, the first here wins.
 ACCEPT_FORMATS = {FORMATS[name].media_type: name for name in ("json", "ndjson", "csv", "parquet")}
@@ -65,7 +66,8 @@ def _passthrough() -> str | None:
     if name is None:
         return None
     if not PASSTHROUGH_RE.fullmatch(name):
-        raise ApiError(400, "invalid_parameter", "id_column must be 1 to 128 printable characters", {"id_column": name})
+        raise ApiError(400, "invalid_parameter", f"id_column must be 1 to {MAX_ID_COLUMN_CHARS} printable characters",
+                       {"id_column": name})
     if name == "row" or name in services().scorer.output_columns:
         raise ApiError(
             400, "invalid_parameter", f"id_column {name!r} is the name of a result column", {"id_column": name}

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.jobs import CURSOR_RE, RESULT_MEDIA_TYPES
-from api.schemas import SCHEMA_RULE, component_schemas, job_id_schema
-from api.schemas import ref as _ref
+from api.idempotency import KEY_RE
+from api.jobs import CURSOR_RE, MAX_ID_COLUMN_CHARS, RESULT_MEDIA_TYPES
+from api.schemas import SCHEMA_RULE, component_schemas, job_id_schema, ref
 from core.formats import FORMATS
 from core.settings import Settings
 from core.version import VERSION as __version__
+from jobs.webhooks import MAX_URL_LENGTH
 
 JSON = "application/json"
 PARQUET = FORMATS["parquet"].media_type
 
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": ref("Error")}}}
     if headers:
         response["headers"] = headers
     return response
@@ -49,14 +50,14 @@ def _predict(settings: Settings) -> dict[str, Any]:
             "security": [{"bearer": []}, {"apiKey": []}],
             "requestBody": {
                 "required": True,
-                "content": {JSON: {"schema": {"oneOf": [_ref("Record"), _ref("PredictArray")]}}},
+                "content": {JSON: {"schema": {"oneOf": [ref("Record"), ref("PredictArray")]}}},
             },
             "responses": {
                 "200": {
                     "description": "Predictions",
                     "content": {JSON: {"schema": {"oneOf": [
-                        _ref("Prediction"),
-                        {"type": "array", "items": {"anyOf": [_ref("RowError"), _ref("Prediction")]}},
+                        ref("Prediction"),
+                        {"type": "array", "items": {"anyOf": [ref("RowError"), ref("Prediction")]}},
                     ]}}},
                 },
                 "400": _error("Malformed JSON (with line and column), empty body, missing required columns in the "
@@ -79,7 +80,7 @@ def _jobs(settings: Settings) -> dict[str, Any]:
         PARQUET: {"schema": binary},
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": binary}}},
     }
-    job_response = {"content": {JSON: {"schema": _ref("Job")}}}
+    job_response = {"content": {JSON: {"schema": ref("Job")}}}
     return {
         "post": {
             "operationId": "submitJob",
@@ -100,17 +101,17 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                 "(not `row` nor the name of a result column). The CSV header or first record must name it (400 "
                 "missing_columns otherwise). Per chunk of rows it comes back as an integer when every id of the "
                 "chunk is an integer within 64 bits, else as its exact text; never as a float.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_COLUMN_CHARS},
             }, {
                 "name": "callback_url", "in": "query", "required": False,
                 "description": "An http(s) URL to POST the job to, signed per Standard Webhooks, when it succeeds, "
                 "fails or is cancelled (default: the tenant's configured one). Its host must be allowed by the server.",
-                "schema": {"type": "string", "maxLength": 2048},
+                "schema": {"type": "string", "maxLength": MAX_URL_LENGTH},
             }, {
                 "name": "Idempotency-Key", "in": "header", "required": False,
                 "description": "A key of the client's choosing: a repeat of a completed submit with the same key and "
                 "body answers 200 with the first job (Idempotent-Replayed: true), never a second job.",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:=+/-]{1,255}$"},
+                "schema": {"type": "string", "pattern": f"^{KEY_RE.pattern}$"},
             }],
             "requestBody": {"required": True, "content": upload_content},
             "responses": {
@@ -154,7 +155,7 @@ def _jobs(settings: Settings) -> dict[str, Any]:
                  "schema": {"type": "string", "pattern": f"^({CURSOR_RE.pattern})?$"}},
             ],
             "responses": {
-                "200": {"description": "A page of jobs", "content": {JSON: {"schema": _ref("JobPage")}}},
+                "200": {"description": "A page of jobs", "content": {JSON: {"schema": ref("JobPage")}}},
                 "400": _error("Invalid limit or cursor"),
                 **AUTH_ERRORS,
             },
@@ -164,7 +165,7 @@ def _jobs(settings: Settings) -> dict[str, Any]:
 
 def _job_item() -> dict[str, Any]:
     common = {"404": _error("No such job for this caller"), "410": _error("The job expired"), **AUTH_ERRORS}
-    job_response = {"content": {JSON: {"schema": _ref("Job")}}}
+    job_response = {"content": {JSON: {"schema": ref("Job")}}}
     return {
         "get": {
             "operationId": "getJob", "summary": "A job's state and progress",
@@ -217,7 +218,7 @@ def _job_summary() -> dict[str, Any]:
             "summary": "A job's phat histogram, outcome share, input data quality beside training, drift warnings",
             "security": [{"bearer": []}, {"apiKey": []}], "parameters": [JOB_ID],
             "responses": {
-                "200": {"description": "The summary", "content": {JSON: {"schema": _ref("JobSummary")}}},
+                "200": {"description": "The summary", "content": {JSON: {"schema": ref("JobSummary")}}},
                 "404": _error("No such job for this caller"),
                 "410": _error("The job expired"),
                 **AUTH_ERRORS,
