@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from core.settings import Settings
+from core.states import FINAL_WEBHOOK_STATES
 from core.webhooks import verify
 from jobs.service import JobService
-from jobs.webhooks import FINAL_WEBHOOK_STATES
 from model.readers import iter_chunks
 from model.synth import iter_synth
 from tests.support.http_server import serve_handler
