@@ -23,6 +23,9 @@ def build_limiter(app: Flask, settings: Settings, storage_uri: str, enabled: boo
     limiter = Limiter(
         key_func=rate_limit_identity,
         storage_uri=storage_uri,
+        # A Redis cut off from this host fails a check within the timeout (then swallowed below), never hangs it.
+        storage_options={"socket_timeout": settings.redis_socket_timeout,
+                         "socket_connect_timeout": settings.redis_socket_timeout},
         strategy="fixed-window",
         # X-RateLimit-* headers cost two more Redis round trips on every request; Retry-After is set on 429 only.
         headers_enabled=False,

@@ -77,6 +77,13 @@ class JobsCollector:
         chunks.add_metric(["scored"], float(counters["chunks_scored"]))
         chunks.add_metric(["failed"], float(counters["chunks_failed"]))
         yield chunks
+        refused = CounterMetricFamily(
+            "predictq_chunk_commits_refused",
+            "Chunk commits refused: duplicate (another attempt committed first, e.g. a worker cut off from Redis "
+            "past its lease), closed (the job was cancelled or failed meanwhile)", labels=["reason"])
+        for reason, count in sorted(counters.get("commits_refused", {}).items()):
+            refused.add_metric([reason], float(count))
+        yield refused
         yield HistogramMetricFamily(
             "predictq_chunk_seconds", "Time a worker spent scoring a chunk (committed chunks)",
             buckets=[(le, float(count)) for le, count in counters["seconds_buckets"]],

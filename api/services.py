@@ -15,6 +15,7 @@ from core.settings import Settings
 from jobs.service import JobService
 from model.scoring import Scorer, load_scorer
 from worker.dispatch import job_service
+from jobs.job_store import connect
 
 EXTENSION_KEY = "predictq"
 
@@ -46,12 +47,14 @@ class Services:
         if self._redis is None:
             with self._lock:
                 if self._redis is None:
-                    # Bounded retries: a request (or a readiness probe) waits at most about a second on Redis.
-                    self._redis = redis.Redis.from_url(
+                    # Bounded retries of failed connects only: a command that timed out may have run, so it is
+                    # not sent again; a request waits at most about three socket timeouts on Redis.
+                    self._redis = connect(
                         self.settings.redis_url,
-                        socket_connect_timeout=2,
+                        self.settings.redis_socket_timeout,
                         health_check_interval=30,
-                        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2,
+                                    supported_errors=(redis.ConnectionError,)),
                     )
         return self._redis
 

@@ -89,6 +89,11 @@ class Settings:
     task_soft_time_limit: int = setting("PREDICTQ_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
     task_time_limit: int = setting("PREDICTQ_TASK_TIME_LIMIT", 180, minimum=1)
     max_chunk_attempts: int = setting("PREDICTQ_MAX_CHUNK_ATTEMPTS", 3, minimum=1)
+    # A chunk's lease is renewed every third of this while its worker scores it; a lease not renewed for this
+    # long (worker dead, or cut off from Redis) is taken back by the reaper and the chunk requeued.
+    chunk_lease_seconds: int = setting("PREDICTQ_CHUNK_LEASE_SECONDS", 30, minimum=1)
+    # Seconds a Redis command (or connect) may take before it fails.
+    redis_socket_timeout: float = setting("PREDICTQ_REDIS_SOCKET_TIMEOUT", 10.0, minimum=0.5)
     reaper_interval_seconds: int = setting("PREDICTQ_REAPER_INTERVAL_SECONDS", 30, minimum=1)
     stuck_job_seconds: int = setting("PREDICTQ_STUCK_JOB_SECONDS", 900, minimum=1)
     max_queued_rows: int = setting("PREDICTQ_MAX_QUEUED_ROWS", 50_000_000, minimum=1)
@@ -147,6 +152,12 @@ class Settings:
             raise SettingsError(
                 f"PREDICTQ_STUCK_JOB_SECONDS ({self.stuck_job_seconds}) must exceed the visibility timeout "
                 f"(PREDICTQ_TASK_TIME_LIMIT + 60 = {self.visibility_timeout})"
+            )
+        if self.chunk_lease_seconds < 2 * self.redis_socket_timeout:
+            # A renewal held up by one timed-out command must still land before the lease runs out.
+            raise SettingsError(
+                f"PREDICTQ_CHUNK_LEASE_SECONDS ({self.chunk_lease_seconds}) must be at least twice "
+                f"PREDICTQ_REDIS_SOCKET_TIMEOUT ({self.redis_socket_timeout})"
             )
         if self.auth_mode not in {"required", "disabled"}:
             raise SettingsError(f"PREDICTQ_AUTH must be 'required' or 'disabled', got {self.auth_mode!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Upper bounds (seconds, inclusive) of the chunk latency histogram; +Inf is implied after the last one.
 CHUNK_SECONDS_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -21,6 +21,10 @@ CHUNKS_FAILED = "chunks_failed"
 SECONDS_SUM = "chunk_seconds_sum"
 SECONDS_COUNT = "chunk_seconds_count"
 BUCKET_PREFIX = "chunk_seconds_bucket:"
+# Commits the commit script refused, by why: "duplicate" (another attempt committed the chunk first: a late or
+# redelivered attempt), "closed" (the job was cancelled or failed meanwhile).
+REFUSED_PREFIX = "commits_refused:"
+REFUSED_REASONS = ("duplicate", "closed")
 
 
 def le_text(bound: float) -> str:
@@ -46,6 +50,7 @@ class ChunkMetrics:
     seconds_buckets: list[tuple[str, int]]
     seconds_sum: float
     seconds_count: int
+    commits_refused: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, fields: Mapping[str, str]) -> ChunkMetrics:
@@ -63,4 +68,5 @@ class ChunkMetrics:
             seconds_buckets=buckets,
             seconds_sum=float(fields.get(SECONDS_SUM) or 0.0),
             seconds_count=int(fields.get(SECONDS_COUNT) or 0),
+            commits_refused={why: int(fields.get(REFUSED_PREFIX + why) or 0) for why in REFUSED_REASONS},
         )

@@ -18,6 +18,14 @@ from jobs.keys import JobKeys, active_index, live_index, metrics_key, new_job_id
 from jobs.summary import ChunkCounters
 
 
+def connect(url: str, socket_timeout: float, **kwargs: Any) -> redis.Redis:
+    """A pooled client whose connects and commands fail after `socket_timeout` seconds instead of waiting on a
+    dead connection (a host cut off from Redis), with TCP keepalive on. A command that failed is not retried
+    here: a timed-out script may have run, and only its caller knows whether running it again is safe."""
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+                                socket_keepalive=True, **kwargs)
+
+
 @cache
 def _script_text(name: str) -> str:
     """Source of lua/<name>.lua with the shared helpers prepended."""
@@ -109,7 +117,7 @@ class JobStore:
         self._scripts = {
             name: client.register_script(_script_text(name))
             for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
-                         "release_lease", "mark_requeued", "mark_purged", "touch_upload", "claim_webhook",
+                         "release_lease", "renew_lease", "mark_requeued", "mark_purged", "touch_upload", "claim_webhook",
                          "begin_webhook_attempt")
         }
 
@@ -230,6 +238,16 @@ class JobStore:
         """Drop the chunk's lease if it is still `lease` (full text), recording why the attempt ended."""
         k = self.keys(job_id)
         return bool(self._run("release_lease", [k.leases, k.reasons], [index, lease, reason]))
+
+    def renew_lease(self, job_id: str, index: int, lease: str) -> bool:
+        """Note that the holder of the chunk's lease `lease` (full text) is alive; False when it holds it no more."""
+        k = self.keys(job_id)
+        return bool(self._run("renew_lease", [k.leases, k.renewals], [index, lease, repr(self.clock())]))
+
+    def lease_renewals(self, job_id: str) -> dict[int, float]:
+        """When each chunk's lease was last renewed (chunks whose lease was never renewed are absent)."""
+        raw = self.redis.hgetall(self.keys(job_id).renewals)
+        return {int(_text(i)): float(_text(v)) for i, v in raw.items()}
 
     def touch_upload(self, job_id: str) -> bool:
         """Refresh an open upload's heartbeat (False when the job is sealed, closed or gone)."""

@@ -80,6 +80,11 @@ class JobKeys:
         return f"{self.base}:leases"
 
     @property
+    def renewals(self) -> str:
+        """Hash chunk index -> when the holder of its lease last renewed it (epoch seconds)."""
+        return f"{self.base}:renewals"
+
+    @property
     def reasons(self) -> str:
         """Hash chunk index -> last failure reason of an attempt."""
         return f"{self.base}:reasons"
@@ -91,8 +96,8 @@ class JobKeys:
 
     def all_fixed(self) -> list[str]:
         """The per-job keys whose names do not depend on a chunk index, job hash first."""
-        return [self.job, self.committed, self.chunks, self.outputs, self.attempts, self.leases, self.reasons,
-                self.summary]
+        return [self.job, self.committed, self.chunks, self.outputs, self.attempts, self.leases, self.renewals,
+                self.reasons, self.summary]
 
 
 def tenant_index(prefix: str, tenant: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import redis
 
 from core.states import JobState, StartAction
 from jobs.blob_store import BlobStore, InsufficientStorage
@@ -26,6 +29,10 @@ from model.readers.parquet import RowGroups, open_file, read_chunk
 from model.scoring import score_chunk
 
 Enqueue = Callable[[str, int], None]
+
+log = logging.getLogger(__name__)
+# Pause between tries of a commit that could not reach Redis.
+COMMIT_RETRY_PAUSE = 1.0
 
 
 class ModelMismatch(RuntimeError):
@@ -66,6 +73,38 @@ def failed_chunk_errors(first_row: int, rows: int, parse_errors: pa.Table, messa
     return pa.concat_tables([parse_errors, failed]).sort_by("row")
 
 
+class LeaseHeartbeat:
+    """Renews a chunk's lease on a thread every `interval` seconds while the attempt holding it runs.
+
+    A renewal that cannot reach Redis is skipped (the next one may); once the lease is not ours any more
+    (the reaper took it back), renewing stops.
+    """
+
+    def __init__(self, renew: Callable[[], bool], interval: float) -> None:
+        self._renew = renew
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="predictq-lease", daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._interval)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                if not self._renew():
+                    log.warning("lease lost: another attempt may score this chunk; this one's commit will be refused"
+                                " if it comes second")
+                    return
+            except redis.RedisError as exc:
+                log.warning("lease renewal failed (%s); trying again in %.1fs", exc, self._interval)
+
+
 def distinct_rows(errors: pa.Table) -> int:
     """Number of distinct rows with at least one error."""
     return int(pc.count_distinct(errors["row"]).as_py()) if errors.num_rows else 0
@@ -74,12 +113,18 @@ def distinct_rows(errors: pa.Table) -> int:
 class ChunkProcessor:
     """Scores chunks of jobs in one worker process with the process's one scorer."""
 
-    def __init__(self, store: JobStore, blobs: BlobStore, scorer: Any, max_attempts: int, enqueue: Enqueue) -> None:
+    def __init__(self, store: JobStore, blobs: BlobStore, scorer: Any, max_attempts: int, enqueue: Enqueue, *,
+                 lease_seconds: float = 30.0, commit_patience: float = 0.0) -> None:
+        """`lease_seconds`: the chunk lease, renewed every third of it while an attempt runs. `commit_patience`:
+        how long a commit that cannot reach Redis is tried again (safe: the commit script knows a repeat of
+        the same attempt), so that an attempt cut off from Redis still commits, or is refused, once it heals."""
         self.store = store
         self.blobs = blobs
         self.scorer = scorer
         self.max_attempts = max_attempts
         self.enqueue = enqueue
+        self.lease_seconds = lease_seconds
+        self.commit_patience = commit_patience
 
     def process(self, job_id: str, index: int) -> str:
         """Handle one delivery of chunk `index` of `job_id`; returns what happened (for logs and tests)."""
@@ -96,7 +141,9 @@ class ChunkProcessor:
             return self._fail(job_id, index, message)
         if decision.action != StartAction.RUN:
             return decision.action
-        return self._score(job_id, index, decision, f"{lease}|{decision.attempt}")
+        held = f"{lease}|{decision.attempt}"
+        with LeaseHeartbeat(lambda: self.store.renew_lease(job_id, index, held), self.lease_seconds / 3):
+            return self._score(job_id, index, decision, held)
 
     def _read(self, job_id: str, index: int, fields: dict[str, str]) -> ChunkInput:
         """Read the chunk's staged input from the blob store: parse a range, read row groups, or decode arrow."""
@@ -169,8 +216,8 @@ class ChunkProcessor:
         except InsufficientStorage as exc:
             fail_for_storage(self.store, self.blobs, job_id, str(exc))
             return JobState.FAILED
-        outcome = self.store.commit_chunk(job_id, index, output, result.num_rows, distinct_rows(errors),
-                                          read.staged.size, seconds=seconds, summary=summary)
+        outcome = self._commit_with_patience(job_id, index, output, result.num_rows, distinct_rows(errors),
+                                             read.staged.size, seconds, summary)
         if outcome == "ignored":
             self.blobs.delete_many(written)  # another attempt committed: these files are never referenced
         elif outcome not in ("committed", "finished"):
@@ -181,6 +228,20 @@ class ChunkProcessor:
             # What the chunks shared (a Parquet upload), or a leftover of an attempt that died after its commit.
             self.blobs.delete_many(self.blobs.staged_files(job_id))
         return outcome
+
+    def _commit_with_patience(self, job_id: str, index: int, output: ChunkOutput, rows_scored: int, rows_failed: int,
+                              size: int, seconds: float | None, summary: ChunkCounters | None) -> str:
+        """`commit_chunk`, tried again for up to `commit_patience` seconds while Redis cannot be reached."""
+        deadline = time.monotonic() + self.commit_patience
+        while True:
+            try:
+                return self.store.commit_chunk(job_id, index, output, rows_scored, rows_failed, size,
+                                               seconds=seconds, summary=summary)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() + COMMIT_RETRY_PAUSE > deadline:
+                    raise
+                log.warning("commit of job %s chunk %s did not reach Redis (%s); trying again", job_id, index, exc)
+                time.sleep(COMMIT_RETRY_PAUSE)
 
     def _fail(self, job_id: str, index: int, message: str) -> str:
         """Commit the chunk with every row as a row error carrying `message`.

@@ -25,9 +25,6 @@ from jobs.processing import Enqueue
 
 log = logging.getLogger(__name__)
 
-# A lease is stale once older than the hard time limit plus this margin: by then Celery has killed the task.
-LEASE_GRACE_SECONDS = 5
-
 
 @dataclass
 class ReapReport:
@@ -76,14 +73,18 @@ def fail_if_stuck(store: JobStore, blobs: BlobStore, settings: Settings, job_id:
 
 
 def requeue_stale_leases(store: JobStore, settings: Settings, job_id: str, enqueue: Enqueue, now: float) -> list[int]:
-    """Requeue chunks whose lease outlived the hard time limit (the next start counts another attempt)."""
-    limit = settings.task_time_limit + LEASE_GRACE_SECONDS
+    """Requeue chunks whose lease was neither taken nor renewed for `chunk_lease_seconds` (the worker died, or
+    cannot reach Redis); the next start counts another attempt. A live attempt renews its lease every third of
+    that, so only a lost or cut-off one goes stale; if it reaches Redis again, its commit is refused or, when
+    it comes first, the other attempt's is: a chunk commits once either way."""
+    limit = settings.chunk_lease_seconds
+    renewals = store.lease_renewals(job_id)
     requeued = []
     for index, lease in sorted(store.leases(job_id).items()):
-        if now - lease.started_at <= limit:
+        if now - max(lease.started_at, renewals.get(index, 0.0)) <= limit:
             continue
-        reason = (f"attempt {lease.attempt} on {lease.hostname} (pid {lease.pid}) held the chunk for more than "
-                  f"{settings.task_time_limit}s without a result")
+        reason = (f"attempt {lease.attempt} on {lease.hostname} (pid {lease.pid}) held the chunk without renewing "
+                  f"its lease for more than {limit}s (worker lost, or cut off from Redis)")
         if store.release_lease(job_id, index, lease.raw, reason):
             enqueue(job_id, index)
             requeued.append(index)

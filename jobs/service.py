@@ -257,7 +257,7 @@ class JobService:
         """Cluster-wide chunk counters: rows scored/failed, chunks scored/failed, chunk latency histogram.
 
         Keys: `rows_scored`, `rows_failed`, `chunks_scored`, `chunks_failed`, `seconds_buckets` (cumulative
-        `(le, count)` pairs, "+Inf" last), `seconds_sum`, `seconds_count`.
+        `(le, count)` pairs, "+Inf" last), `seconds_sum`, `seconds_count`, `commits_refused` (by reason).
         """
         return dataclasses.asdict(self.store.chunk_metrics())
 

@@ -29,7 +29,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         worker_prefetch_multiplier=1,
         # Redis redelivers an unacknowledged message after this; it must exceed the hard limit or a slow
         # chunk would run twice while still alive (harmless thanks to the commit guard, but wasted work).
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # Socket timeouts and keepalive: a worker cut off from Redis notices the dead connection and reconnects
+        # instead of waiting on it for the kernel's TCP timeout (minutes).
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_timeout": settings.redis_socket_timeout,
+            "socket_connect_timeout": settings.redis_socket_timeout,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        },
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,
         task_ignore_result=True,  # the job store holds every outcome

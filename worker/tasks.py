@@ -12,7 +12,7 @@ from celery import signals
 from core.logging_context import add_filter, job_id_var, request_id_var
 from core.settings import Settings
 from jobs.blob_store import BlobStore
-from jobs.job_store import JobStore
+from jobs.job_store import JobStore, connect
 from jobs.processing import ChunkProcessor
 from jobs.reaper import ReaperThread
 from jobs.webhooks import deliver
@@ -32,7 +32,7 @@ _webhook_store: JobStore | None = None
 
 def job_store(settings: Settings) -> JobStore:
     """A store on the settings' Redis that queues the webhook of each job it closes."""
-    return JobStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix,
+    return JobStore(connect(settings.redis_url, settings.redis_socket_timeout), settings.key_prefix,
                     on_closed=notify_for(app, settings.queue_name))
 
 
@@ -59,9 +59,11 @@ def processor() -> ChunkProcessor:
                 settings = Settings.from_env()
                 store = job_store(settings)
                 scorer = _preloaded_scorer if _preloaded_scorer is not None else load_model(settings)
+                # A commit cut off from Redis is tried again until the soft time limit stops the attempt.
                 _processor = ChunkProcessor(
                     store, blob_store(settings), scorer, settings.max_chunk_attempts,
-                    enqueue_for(app, settings.queue_name),
+                    enqueue_for(app, settings.queue_name), lease_seconds=settings.chunk_lease_seconds,
+                    commit_patience=settings.task_soft_time_limit,
                 )
     return _processor
 

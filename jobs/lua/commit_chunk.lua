@@ -7,7 +7,10 @@
 -- hash) and the job's state change together, or nothing. Files of an attempt that is not committed here are
 -- never referenced: the caller deletes them.
 -- Returns 'committed', 'finished' (this commit completed the job), 'ignored' (already committed),
--- a closed state (cancelled/failed: the result is discarded), or 'gone'.
+-- a closed state (cancelled/failed: the result is discarded), or 'gone'. A refused commit of an existing job
+-- (a late or duplicate attempt, or the job closed meanwhile) is counted in the metrics hash,
+-- 'commits_refused:<duplicate|closed>'.
+-- The same attempt's commit sent again (its reply was lost to a timeout) answers 'committed' and changes nothing.
 local job, committed, outputs, leases, active, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local job_id, index, output = ARGV[1], ARGV[2], ARGV[3]
 local rows_scored, rows_failed, records, bytes = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -16,12 +19,20 @@ local state = redis.call('HGET', job, 'state')
 if not state then
     return 'gone'
 end
+-- The token names one attempt's files: if they are the committed ones, this is that attempt asking again.
+local token = string.match(output, '^[^,]*')
+local current = redis.call('HGET', outputs, index)
+if current and string.match(current, '^[^,]*') == token then
+    return 'committed'
+end
 -- Whatever the answer, this attempt is over: its lease must not linger for the reaper to requeue.
 redis.call('HDEL', leases, index)
 if not is_open(state) then
+    redis.call('HINCRBY', metrics, 'commits_refused:closed', 1)
     return state
 end
 if redis.call('SADD', committed, index) == 0 then
+    redis.call('HINCRBY', metrics, 'commits_refused:duplicate', 1)
     return 'ignored'
 end
 local expires_at = redis.call('HGET', job, 'expires_at')

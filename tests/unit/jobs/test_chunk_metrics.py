@@ -23,8 +23,8 @@ def new_staged_job(store: JobStore, chunks: int = 2, rows: int = 10) -> str:
     return job_id
 
 
-def out(records: int = 10) -> ChunkOutput:
-    return ChunkOutput("t", records, True, True)
+def out(records: int = 10, token: str = "t") -> ChunkOutput:
+    return ChunkOutput(token, records, True, True)
 
 
 def buckets(service: JobService) -> dict[str, int]:
@@ -43,21 +43,25 @@ def test_a_duplicate_commit_is_counted_once(service: JobService) -> None:
     store = service.store
     job_id = new_staged_job(store)
     assert store.commit_chunk(job_id, 0, out(), 7, 3, 100, seconds=0.3) == "committed"
-    assert store.commit_chunk(job_id, 0, out(), 7, 3, 100, seconds=0.3) == "ignored"
+    assert store.commit_chunk(job_id, 0, out(token="late"), 7, 3, 100, seconds=0.3) == "ignored"
     assert store.commit_chunk(job_id, 1, out(), 0, 10, 100, seconds=None) == "committed"
-    assert store.commit_chunk(job_id, 1, out(), 0, 10, 100, seconds=None) == "ignored"
+    assert store.commit_chunk(job_id, 1, out(token="late"), 0, 10, 100, seconds=None) == "ignored"
     m = service.metrics()
     assert (m["rows_scored"], m["rows_failed"], m["chunks_scored"], m["chunks_failed"]) == (7, 13, 1, 1)
     assert (m["seconds_count"], m["seconds_sum"]) == (1, pytest.approx(0.3))
+    assert m["commits_refused"] == {"duplicate": 2, "closed": 0}
 
 
-def test_a_commit_to_a_closed_or_missing_job_counts_nothing(service: JobService) -> None:
+def test_a_commit_to_a_closed_or_missing_job_counts_no_row_only_the_refusal(service: JobService) -> None:
     store = service.store
+    assert store.commit_chunk("zzzz-00000000000000000000", 0, out(), 10, 0, 100, seconds=0.2) == "gone"
+    assert store.redis.exists(metrics_key(store.prefix)) == 0
     job_id = new_staged_job(store)
     store.close(job_id, "cancelled", "cancelled", "by the client")
     assert store.commit_chunk(job_id, 0, out(), 10, 0, 100, seconds=0.2) == "cancelled"
-    assert store.commit_chunk("zzzz-00000000000000000000", 0, out(), 10, 0, 100, seconds=0.2) == "gone"
-    assert store.redis.exists(metrics_key(store.prefix)) == 0
+    m = service.metrics()
+    assert (m["rows_scored"], m["rows_failed"], m["chunks_scored"], m["chunks_failed"]) == (0, 0, 0, 0)
+    assert m["commits_refused"] == {"duplicate": 0, "closed": 1}
     assert service.metrics()["rows_scored"] == 0
 
 

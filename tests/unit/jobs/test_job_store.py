@@ -48,6 +48,29 @@ def test_commit_is_exactly_once(store: JobStore) -> None:
     assert store.outputs(job_id) == {0: output(0)}  # the first attempt's files, never the late one's
 
 
+def test_a_commit_repeated_by_its_attempt_changes_nothing_and_a_late_one_is_counted_as_refused(
+    store: JobStore,
+) -> None:
+    job_id = new_job(store)
+    stage(store, job_id, 0)
+    store.seal(job_id, 10, 1)
+    assert commit(store, job_id, 0) == "finished"
+    # The same attempt again (its first reply was lost): answered as committed, even though the job is closed now.
+    assert commit(store, job_id, 0) == "committed"
+    assert store.commit_chunk(job_id, 0, output(0, token="late"), 10, 0, 100, seconds=0.1) == "succeeded"
+    fields = store.fields(job_id) or {}
+    assert (fields["rows_scored"], fields["chunks_done"], fields["state"]) == ("10", "1", "succeeded")
+    assert store.outputs(job_id) == {0: output(0)}
+    metrics = store.chunk_metrics()
+    assert (metrics.rows_scored, metrics.chunks_scored) == (10, 1)
+    assert metrics.commits_refused == {"duplicate": 0, "closed": 1}
+    other = new_job(store)
+    stage(store, other, 0)
+    assert commit(store, other, 0) == "committed"
+    assert store.commit_chunk(other, 0, output(0, token="late"), 10, 0, 100, seconds=0.1) == "ignored"
+    assert store.chunk_metrics().commits_refused == {"duplicate": 1, "closed": 1}
+
+
 def test_commit_drops_the_lease(store: JobStore) -> None:
     job_id = new_job(store)
     stage(store, job_id, 0)
@@ -198,6 +221,7 @@ def test_every_key_expires_with_the_job(client: fakeredis.FakeRedis, store: JobS
     store.start_chunk(job_id, 0, "h|1|0.0", 3, MODEL)
     store.start_chunk(job_id, 1, "h|1|0.0", 3, MODEL)
     store.release_lease(job_id, 1, "h|1|0.0|1", "retry")
+    assert store.renew_lease(job_id, 0, "h|1|0.0|1")
     commit(store, job_id, 0, failed=2)
     # The cluster-wide metrics hash holds counters over every job: it is the one key that never expires.
     metrics = metrics_key(store.prefix).encode()

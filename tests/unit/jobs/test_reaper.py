@@ -23,18 +23,32 @@ def staged_job(service: JobService, chunks: list[Chunk], seal: bool) -> str:
     return job_id
 
 
-def test_a_lease_older_than_the_time_limit_is_requeued(
+def test_a_lease_not_renewed_within_the_lease_time_is_requeued(
     service: JobService, chunks: list[Chunk], settings: Any, queued: list, clock: FakeClock
 ) -> None:
     job_id = staged_job(service, chunks, seal=True)
-    old = clock() - settings.task_time_limit - 10
+    old = clock() - settings.chunk_lease_seconds - 10
     service.store.start_chunk(job_id, 0, f"h|7|{old!r}", 3, ("v", "s"))
     service.store.start_chunk(job_id, 1, f"h|8|{clock()!r}", 3, ("v", "s"))
     queued.clear()
     report = reap_once(service.store, service.blobs, settings, service.enqueue)
     assert report.requeued == [(job_id, 0)] and queued == [(job_id, 0)]
     assert list(service.store.leases(job_id)) == [1]
-    assert "held the chunk for more than" in service.store.redis.hget(service.store.keys(job_id).reasons, 0).decode()
+    assert "without renewing its lease" in service.store.redis.hget(service.store.keys(job_id).reasons, 0).decode()
+
+
+def test_a_renewed_lease_is_kept_however_old_and_a_foreign_renewal_is_refused(
+    service: JobService, chunks: list[Chunk], settings: Any, queued: list, clock: FakeClock
+) -> None:
+    job_id = staged_job(service, chunks, seal=True)
+    old = clock() - settings.chunk_lease_seconds - 10
+    lease = f"h|7|{old!r}"
+    service.store.start_chunk(job_id, 0, lease, 3, ("v", "s"))
+    assert service.store.renew_lease(job_id, 0, f"{lease}|1")
+    assert not service.store.renew_lease(job_id, 0, f"{lease}|2")  # not the holder: refused
+    queued.clear()
+    assert reap_once(service.store, service.blobs, settings, service.enqueue).requeued == []
+    assert list(service.store.leases(job_id)) == [0] and queued == []
 
 
 def test_an_upload_that_went_silent_is_failed(
