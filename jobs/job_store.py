@@ -117,8 +117,8 @@ class JobStore:
         self._scripts = {
             name: client.register_script(_script_text(name))
             for name in ("create_job", "stage_chunk", "start_chunk", "commit_chunk", "seal_job", "close_job",
-                         "release_lease", "renew_lease", "mark_requeued", "mark_purged", "touch_upload", "claim_webhook",
-                         "begin_webhook_attempt")
+                         "release_lease", "renew_lease", "mark_requeued", "mark_purged", "touch_upload",
+                         "claim_webhook", "begin_webhook_attempt")
         }
 
     def keys(self, job_id: str) -> JobKeys:
