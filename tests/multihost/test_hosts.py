@@ -65,6 +65,11 @@ def submit(hosts: Stack, inputs: list[tuple[Path, pa.Table]]) -> list[tuple[str,
     return jobs
 
 
+def chunks_committed(log: str) -> int:
+    """Chunks a worker's log says it committed."""
+    return log.count(": committed") + log.count(": finished")
+
+
 def lease_held_on(hosts: Stack, host: Host, job_ids: list[str], timeout: float = 60.0) -> tuple[str, int, int]:
     """Wait until a process of `host` holds a chunk's lease; (job id, chunk index, attempt)."""
     deadline = time.monotonic() + timeout
@@ -159,11 +164,8 @@ def test_worker_cut_off_from_redis_past_its_lease_never_duplicates_a_row(
     check_jobs(figures, hosts.session(), hosts.api_url, all_jobs)
     # Healed, host C takes work again (a Celery worker whose connection broke must not stay idle).
     log_before = len(hosts.c.log("worker"))
-    more = submit(hosts, inputs)
-    check_jobs(figures, hosts.session(), hosts.api_url, more)
-    scored_by_c = hosts.c.log("worker")[log_before:].count(": committed") + hosts.c.log("worker")[log_before:].count(
-        ": finished"
-    )
+    check_jobs(figures, hosts.session(), hosts.api_url, submit(hosts, inputs))
+    scored_by_c = chunks_committed(hosts.c.log("worker")[log_before:])
     figures.notes.append(f"after healing, C committed {scored_by_c} chunks of 2 new jobs")
     figures.refused = refused_since(hosts, before)
     assert sum(figures.refused.values()) >= 1, "no late commit was seen in three rounds"
@@ -260,12 +262,25 @@ def test_redis_killed_and_restarted_while_workers_and_api_run(
     jobs = submit(hosts, inputs)
     client = hosts.redis()
     wait_until(lambda: client.scard(JobKeys(KEY_PREFIX, jobs[0][0]).committed) >= 2, "chunks are committed")
+    done = [client.scard(JobKeys(KEY_PREFIX, job_id).committed) for job_id, _ in jobs]
     hosts.kill_redis()
     time.sleep(2.0)
     hosts.start_redis()
     figures = check_jobs(Figures("Redis on A killed and restarted (AOF)"), hosts.session(), hosts.api_url, jobs)
+    # Both workers reconnected and take work again (a Celery consumer must not stay idle after its broker
+    # connection broke).
+    logs = {host.name: len(host.log("worker")) for host in hosts.workers}
+    check_jobs(figures, hosts.session(), hosts.api_url, submit(hosts, inputs))
+    after = {host.name: chunks_committed(host.log("worker")[logs[host.name] :]) for host in hosts.workers}
+    totals = [get_json(hosts.session(), f"{hosts.api_url}/v1/jobs/{job_id}")["chunks_total"] for job_id, _ in jobs]
+    figures.notes.append(
+        f"killed with {sum(done)} of {sum(totals)} chunks committed; after the restart C committed "
+        f"{after['c']} and D {after['d']} chunks of 2 new jobs"
+    )
+    assert sum(done) < sum(totals)  # the jobs were running when Redis went
     assert (figures.lost, figures.duplicated) == (0, 0)
     assert figures.once + figures.not_delivered == figures.rows
+    assert after["c"] > 0 and after["d"] > 0
 
 
 def slow_links(host: Host) -> str:
@@ -287,6 +302,7 @@ def test_slow_lossy_links_to_a_worker_finish_every_job_without_duplicates(
     hosts: Stack, inputs: list[tuple[Path, pa.Table]]
 ) -> None:
     before = get_refused(hosts)
+    log_before = len(hosts.c.log("worker"))
     applied = slow_links(hosts.c)
     jobs = submit(hosts, inputs)
     figures = Figures(f"slow links on worker C ({applied})")
@@ -294,7 +310,10 @@ def test_slow_lossy_links_to_a_worker_finish_every_job_without_duplicates(
         check_jobs(figures, hosts.session(), hosts.api_url, jobs)
     finally:
         hosts.c.heal()
+    by_c = chunks_committed(hosts.c.log("worker")[log_before:])
+    figures.notes.append(f"C committed {by_c} chunks over the slow link")
     figures.refused = refused_since(hosts, before)
+    assert by_c > 0
     assert (figures.lost, figures.duplicated, figures.failed) == (0, 0, [])
     assert figures.once == figures.rows
 
