@@ -12,10 +12,10 @@ from redis.retry import Retry
 
 from api.auth import KeyRing, authenticate
 from core.settings import Settings
+from jobs.job_store import connect
 from jobs.service import JobService
 from model.scoring import Scorer, load_scorer
 from worker.dispatch import job_service
-from jobs.job_store import connect
 
 EXTENSION_KEY = "predictq"
 

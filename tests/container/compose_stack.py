@@ -28,14 +28,15 @@ PROJECT = "predictq"
 HEALTHY_WITHIN_SECONDS = 180
 # Chunks small enough that one 100,000-row job spreads over every worker (a 5,000-row chunk scores in about 0.1 s);
 # time limits short enough that chunks a killed worker held come back within a test: the reaper requeues a started
-# chunk after PREDICTQ_TASK_TIME_LIMIT + 5 s, the broker redelivers a prefetched one after PREDICTQ_TASK_TIME_LIMIT
-# + 60 s (the visibility timeout).
+# chunk once its lease went PREDICTQ_CHUNK_LEASE_SECONDS without renewal, the broker redelivers a prefetched one
+# after PREDICTQ_TASK_TIME_LIMIT + 60 s (the visibility timeout).
 STACK_SETTINGS = {
     "PREDICTQ_CHUNK_ROWS": "5000",
     "PREDICTQ_CHUNK_BYTES": "4194304",  # about 23 ranges of the 100,000-row file: work for both workers
     "PREDICTQ_TASK_SOFT_TIME_LIMIT": "10",
     "PREDICTQ_TASK_TIME_LIMIT": "15",
     "PREDICTQ_REAPER_INTERVAL_SECONDS": "5",
+    "PREDICTQ_CHUNK_LEASE_SECONDS": "20",
 }
 
 # Figures the tests record, printed at the end of the run: (what, value).

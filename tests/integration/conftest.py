@@ -60,6 +60,8 @@ ENV_NAMES = {
     "task_soft_time_limit": "PREDICTQ_TASK_SOFT_TIME_LIMIT",
     "task_time_limit": "PREDICTQ_TASK_TIME_LIMIT",
     "max_chunk_attempts": "PREDICTQ_MAX_CHUNK_ATTEMPTS",
+    "chunk_lease_seconds": "PREDICTQ_CHUNK_LEASE_SECONDS",
+    "redis_socket_timeout": "PREDICTQ_REDIS_SOCKET_TIMEOUT",
     "reaper_interval_seconds": "PREDICTQ_REAPER_INTERVAL_SECONDS",
     "stuck_job_seconds": "PREDICTQ_STUCK_JOB_SECONDS",
     "upload_idle_seconds": "PREDICTQ_UPLOAD_IDLE_SECONDS",
@@ -174,6 +176,8 @@ def worker_settings(redis_url: str, tmp_path: Path) -> Settings:
         task_soft_time_limit=20,
         task_time_limit=25,
         max_chunk_attempts=3,
+        chunk_lease_seconds=8,  # a killed worker's chunk comes back within seconds
+        redis_socket_timeout=4,
         reaper_interval_seconds=1,
         stuck_job_seconds=240,
         upload_idle_seconds=240,

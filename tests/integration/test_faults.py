@@ -42,7 +42,7 @@ def synth_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def worker_settings(worker_settings: Settings) -> Settings:
-    """Short time limits so a lost chunk is requeued within seconds (stale lease: hard limit + 5 s)."""
+    """Short time limits; a lost chunk is requeued within seconds (its lease, 8 s, is no longer renewed)."""
     return dataclasses.replace(worker_settings, chunk_rows=CHUNK_ROWS, chunk_bytes=CHUNK_BYTES, task_soft_time_limit=10,
                                task_time_limit=12, upload_idle_seconds=4)
 

@@ -21,11 +21,11 @@ import pyarrow.csv as pacsv
 import pytest
 import requests
 
+from jobs.keys import JobKeys
 from model.synth import write_synth
 from tests.multihost.checker import Figures, check_jobs, check_scores, get_json, reference, wait_closed
 from tests.multihost.conftest import STACK_SETTINGS, Stack, wait_until
 from tests.multihost.hosts import Host
-from worker.keys import JobKeys
 
 ROWS = 20_000
 KEY_PREFIX = "pq"
