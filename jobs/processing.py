@@ -114,10 +114,12 @@ class ChunkProcessor:
     """Scores chunks of jobs in one worker process with the process's one scorer."""
 
     def __init__(self, store: JobStore, blobs: BlobStore, scorer: Any, max_attempts: int, enqueue: Enqueue, *,
-                 lease_seconds: float = 30.0, commit_patience: float = 0.0) -> None:
+                 lease_seconds: float = 30.0, commit_patience: float = 0.0,
+                 pause: Callable[[float], None] = time.sleep) -> None:
         """`lease_seconds`: the chunk lease, renewed every third of it while an attempt runs. `commit_patience`:
-        how long a commit that cannot reach Redis is tried again (safe: the commit script knows a repeat of
-        the same attempt), so that an attempt cut off from Redis still commits, or is refused, once it heals."""
+        how long (by the store's clock) a commit that cannot reach Redis is tried again, `pause` seconds apart
+        (safe: the commit script knows a repeat of the same attempt), so that an attempt cut off from Redis still
+        commits, or is refused, once it heals."""
         self.store = store
         self.blobs = blobs
         self.scorer = scorer
@@ -125,6 +127,7 @@ class ChunkProcessor:
         self.enqueue = enqueue
         self.lease_seconds = lease_seconds
         self.commit_patience = commit_patience
+        self.pause = pause
 
     def process(self, job_id: str, index: int) -> str:
         """Handle one delivery of chunk `index` of `job_id`; returns what happened (for logs and tests)."""
@@ -232,16 +235,16 @@ class ChunkProcessor:
     def _commit_with_patience(self, job_id: str, index: int, output: ChunkOutput, rows_scored: int, rows_failed: int,
                               size: int, seconds: float | None, summary: ChunkCounters | None) -> str:
         """`commit_chunk`, tried again for up to `commit_patience` seconds while Redis cannot be reached."""
-        deadline = time.monotonic() + self.commit_patience
+        deadline = self.store.clock() + self.commit_patience
         while True:
             try:
                 return self.store.commit_chunk(job_id, index, output, rows_scored, rows_failed, size,
                                                seconds=seconds, summary=summary)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if time.monotonic() + COMMIT_RETRY_PAUSE > deadline:
+                if self.store.clock() + COMMIT_RETRY_PAUSE > deadline:
                     raise
                 log.warning("commit of job %s chunk %s did not reach Redis (%s); trying again", job_id, index, exc)
-                time.sleep(COMMIT_RETRY_PAUSE)
+                self.pause(COMMIT_RETRY_PAUSE)
 
     def _fail(self, job_id: str, index: int, message: str) -> str:
         """Commit the chunk with every row as a row error carrying `message`.

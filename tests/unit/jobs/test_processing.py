@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pyarrow as pa
 import pytest
+import redis
 
-from jobs.processing import ChunkProcessor
+from jobs.processing import ChunkProcessor, LeaseHeartbeat
 from jobs.service import JobService
 from model.errors import RowError
 from model.ranges import split_records
 from model.readers import Chunk
 from model.schema import REQUIRED_COLUMNS
 from model.scoring import Scorer
+from tests.support.clock import FakeClock
 
 
 def submit(service: JobService, chunks: list[Chunk], seal: bool = True) -> str:
@@ -264,3 +267,69 @@ def test_an_attempt_that_ends_after_its_upload_was_purged_leaves_nothing(
     scored = processor.scorer.score_frame(late.table).to_arrow()
     assert processor._commit(job_id, 0, late, scored, pa.table({"row": pa.array([], pa.int64())}), 0.1) == "failed"
     assert service.blobs.job_ids() == []  # its result file, and the folders writing it made, are gone
+
+
+def test_a_commit_whose_reply_was_lost_is_tried_again_and_counted_once(
+    service: JobService, chunks: list[Chunk], scorer: Scorer, queued: list, clock: FakeClock
+) -> None:
+    """The commit ran but its reply never came back (a timeout): the retry is recognised as the same attempt, so
+    the rows count once and the attempt keeps the files its commit references."""
+    store = service.store
+    real_commit = store.commit_chunk
+    lost: list[str] = []
+
+    def commit_reply_lost_once(*args: Any, **kwargs: Any) -> str:
+        answer = real_commit(*args, **kwargs)
+        if not lost:
+            lost.append(answer)
+            raise redis.TimeoutError("Timeout reading from socket")
+        return answer
+
+    store.commit_chunk = commit_reply_lost_once  # type: ignore[method-assign]
+    processor = ChunkProcessor(store, service.blobs, scorer, 2, service.enqueue, commit_patience=10,
+                               pause=clock.advance)
+    job_id = submit(service, chunks)
+    assert [processor.process(job, index) for job, index in queued] == ["committed", "committed", "finished"]
+    assert lost == ["committed"]
+    job = service.get("acme", job_id)
+    assert (job["state"], job["rows_done"], job["chunks_done"]) == ("succeeded", 600, 3)
+    assert results(service, job_id)["row"].to_pylist() == list(range(600))
+    assert store.chunk_metrics().commits_refused == {"duplicate": 0, "closed": 0}
+
+
+def test_a_commit_that_never_reaches_redis_gives_up_after_its_patience(
+    service: JobService, chunks: list[Chunk], scorer: Scorer, queued: list, clock: FakeClock
+) -> None:
+    store = service.store
+
+    def unreachable(*args: Any, **kwargs: Any) -> str:
+        raise redis.ConnectionError("Timeout connecting to server")
+
+    store.commit_chunk = unreachable  # type: ignore[method-assign]
+    started = clock()
+    processor = ChunkProcessor(store, service.blobs, scorer, 2, service.enqueue, commit_patience=5,
+                               pause=clock.advance)
+    submit(service, chunks)
+    job, index = queued[0]
+    with pytest.raises(redis.ConnectionError):
+        processor.process(job, index)
+    assert 4 <= clock() - started <= 5
+
+
+def test_the_lease_heartbeat_renews_until_the_lease_is_lost_and_rides_out_redis_errors() -> None:
+    answers = iter([True, redis.TimeoutError("Timeout reading from socket"), True, False])
+    calls: list[int] = []
+    done = threading.Event()
+
+    def renew() -> bool:
+        calls.append(1)
+        answer = next(answers)
+        if answer is False:
+            done.set()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with LeaseHeartbeat(renew, 0.001):
+        assert done.wait(timeout=10)
+    assert len(calls) == 4  # stopped at the first refusal: the lease is another attempt's now
