@@ -43,8 +43,8 @@ STACK_SETTINGS = {
     "PREDICTQ_REDIS_SOCKET_TIMEOUT": "2",
     "PREDICTQ_CHUNK_LEASE_SECONDS": "6",  # renewed every 2 s; a cut-off worker's chunk is taken back after 6 s
     "PREDICTQ_REAPER_INTERVAL_SECONDS": "1",
-    "PREDICTQ_TASK_SOFT_TIME_LIMIT": "60",
-    "PREDICTQ_TASK_TIME_LIMIT": "70",  # visibility timeout: 130 s
+    "PREDICTQ_TASK_SOFT_TIME_LIMIT": "20",  # a cut-off attempt tries its commit again for up to 20 s
+    "PREDICTQ_TASK_TIME_LIMIT": "25",  # visibility timeout: 85 s
     "PREDICTQ_STUCK_JOB_SECONDS": "240",
     "PREDICTQ_UPLOAD_IDLE_SECONDS": "8",
     "PREDICTQ_MAX_CHUNK_ATTEMPTS": "5",
