@@ -3,7 +3,7 @@
 Host A runs Redis, host B the API, hosts C and D a worker each (see conftest.py). The faults: a worker cut off
 from Redis for longer than its chunk lease (its chunk goes to the other worker, its late commit is refused and
 counted), the API cut off from Redis mid-upload and mid-download, Redis killed and restarted from its
-append-only file, a worker host lost for good, and slow, lossy links to a worker. The checker (checker.py)
+append-only file, a worker host lost for good, and slow, lossy links to both workers. The checker (checker.py)
 prints its figures per fault at the end of the run.
 """
 
