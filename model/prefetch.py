@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 _POLL_SECONDS = 0.1  # how often a blocked producer checks that the consumer is still there
 
 
@@ -74,3 +77,30 @@ def _consume(items: Iterable[T], depth: int) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
+
+
+def ordered_map(work: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    """`work(item)` for each item, in order, computed on up to `threads` threads at once (in the calling thread
+    when `threads` is 1). At most `threads` items are taken ahead of the one yielded; an exception of `work`
+    is raised at its item. For work that releases the GIL (pyarrow's encoders), more cores share one stream.
+    """
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    if threads == 1:
+        return map(work, items)
+    return _ordered_map(work, items, threads)
+
+
+def _ordered_map(work: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="ordered-map") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(work, item))
+                if len(pending) >= threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # the consumer stopped early or an item failed: drop what is not started
+                future.cancel()

@@ -12,6 +12,7 @@ output are never altered. Parquet keeps each column's type (the first table's; a
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from model.prefetch import ordered_map
 from model.readers import format_from_path
 
 BATCH_ROWS = 20_000  # rows encoded per yielded block: bounds the size of each block of bytes
@@ -33,14 +35,16 @@ _FORMULA_START = r"^[=+\-@\t\r]"
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
-def iter_encoded(tables: Iterable[pa.Table], fmt: str, *, plain: bool = False) -> Iterator[bytes]:
+def iter_encoded(tables: Iterable[pa.Table], fmt: str, *, plain: bool = False, threads: int = 1) -> Iterator[bytes]:
     """Encode the tables, in order, as one CSV / NDJSON / JSON-array / Parquet document, yielded in blocks.
 
     `plain` writes the tables as data: columns in their own order, CSV text as it is (see the module docstring).
+    With `threads` > 1, CSV blocks are encoded on that many threads at once (pyarrow's CSV writer releases the
+    GIL), still yielded in order; the other formats are encoded in the calling thread.
     """
     if fmt not in WRITERS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
-    encode = partial(_iter_csv, defuse=not plain) if fmt == "csv" else WRITERS[fmt]
+    encode = partial(_iter_csv, defuse=not plain, threads=threads) if fmt == "csv" else WRITERS[fmt]
     return encode(_batches(tables, sort=not plain))
 
 
@@ -125,19 +129,36 @@ def _iter_parquet(batches: Iterator[pa.Table]) -> Iterator[bytes]:
 # --- CSV ---------------------------------------------------------------------------------------------
 
 
-def _iter_csv(batches: Iterator[pa.Table], *, defuse: bool = True) -> Iterator[bytes]:
+def _iter_csv(batches: Iterator[pa.Table], *, defuse: bool = True, threads: int = 1) -> Iterator[bytes]:
     """CSV with one header (the first table's columns); every later table must have the same columns.
 
     `defuse`: text cells and header cells that look like formulas get a leading `'` (see the module docstring).
     """
-    names: list[str] | None = None
-    for batch in batches:
-        if names is not None and batch.column_names != names:
-            raise ValueError(f"tables differ in columns: {batch.column_names} after {names}")
-        out = io.BytesIO()
-        pacsv.write_csv(_csv_safe(batch, defuse), out, write_options=pacsv.WriteOptions(include_header=names is None))
-        names = batch.column_names
-        yield out.getvalue()
+
+    def checked() -> Iterator[tuple[pa.Table, bool]]:
+        names: list[str] | None = None
+        for batch in batches:
+            if names is not None and batch.column_names != names:
+                raise ValueError(f"tables differ in columns: {batch.column_names} after {names}")
+            yield batch, names is None
+            names = batch.column_names
+
+    return ordered_map(partial(_csv_bytes, defuse=defuse), checked(), threads)
+
+
+def _csv_bytes(item: tuple[pa.Table, bool], defuse: bool) -> bytes:
+    """One batch as CSV text, with the header line when asked."""
+    batch, header = item
+    out = io.BytesIO()
+    pacsv.write_csv(_csv_safe(batch, defuse), out, write_options=pacsv.WriteOptions(include_header=header))
+    return out.getvalue()
+
+
+def _all_finite(column: pa.ChunkedArray | pa.Array) -> bool:
+    """True when no value is NaN or infinite (nulls aside): their sum is finite then. A sum that overflows
+    only says False, and the column is then checked value by value."""
+    total = pc.sum(column).as_py()
+    return total is None or math.isfinite(total)
 
 
 def _defused(text: str) -> str:
@@ -155,7 +176,7 @@ def _csv_safe(table: pa.Table, defuse: bool = True) -> pa.Table:
         if defuse and text:
             risky = pc.match_substring_regex(column, _FORMULA_START)
             column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
-        elif pa.types.is_floating(column.type):
+        elif pa.types.is_floating(column.type) and not _all_finite(column):
             column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
         columns.append(column)
     return pa.table(columns, names=[_defused(name) if defuse else name for name in table.column_names])

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from model.prefetch import read_ahead
+from model.prefetch import ordered_map, read_ahead
 
 
 def test_items_come_in_order_from_another_thread() -> None:
@@ -56,3 +56,20 @@ def test_closing_early_stops_the_producer() -> None:
 def test_depth_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="depth"):
         read_ahead([1], depth=0)
+
+
+def test_ordered_map_keeps_order_on_threads_and_raises_at_the_failing_item() -> None:
+    def square(i: int) -> int:
+        if i == 30:
+            raise ValueError("item 30")
+        return i * i
+
+    assert list(ordered_map(square, range(30), threads=3)) == [i * i for i in range(30)]
+    seen = []
+    with pytest.raises(ValueError, match="item 30"):
+        for value in ordered_map(square, range(40), threads=3):
+            seen.append(value)
+    assert seen == [i * i for i in range(30)]
+    assert list(ordered_map(square, range(5), threads=1)) == [0, 1, 4, 9, 16]
+    with pytest.raises(ValueError, match="at least 1"):
+        ordered_map(square, range(5), threads=0)

@@ -217,3 +217,21 @@ def test_plain_writes_keep_column_order_and_text(fmt: str) -> None:
     assert [r["x63"] for r in rows] == ["-3.5%", "=1+1"]
     assert parse(encoded([table], fmt), fmt)[0] == ({"'-b": "1.5", "a": "1", "x63": "'-3.5%"} if fmt == "csv" else
                                                      {"-b": 1.5, "a": 1, "x63": "-3.5%"})
+
+
+def test_csv_encoded_on_threads_is_the_same_document() -> None:
+    tables = [results(BATCH_ROWS + 7, 0), results(5, 50_000), results(BATCH_ROWS * 2, 60_000)]
+    assert b"".join(iter_encoded(tables, "csv", threads=3)) == encoded(tables, "csv")
+
+
+def test_csv_empties_non_finite_floats_in_every_column_shape() -> None:
+    # One column whose sum overflows though every value is finite, one with NaN, one with -inf, one all null.
+    table = pa.table({
+        "big": [1e308, 1e308, 1.5],
+        "nan": [1.0, float("nan"), 2.0],
+        "ninf": [float("-inf"), 0.25, 3.0],
+        "none": pa.array([None, None, None], pa.float64()),
+    })
+    rows = list(csv.reader(io.StringIO(encoded([table], "csv").decode())))
+    assert rows == [["big", "nan", "ninf", "none"], ["1e+308", "1", "", ""], ["1e+308", "", "0.25", ""],
+                    ["1.5", "2", "3", ""]]
