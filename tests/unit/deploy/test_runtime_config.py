@@ -47,7 +47,9 @@ def test_gunicorn_conf_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_gunicorn_hooks_manage_the_metrics_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # setenv first so that monkeypatch restores the variable's absence: on_starting sets it in os.environ.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     conf = load_gunicorn_conf(monkeypatch)
     conf.on_starting(None)
     created = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
